@@ -1,0 +1,258 @@
+"""A run end to end: source -> split -> train f, g -> score -> evaluate -> index -> run directory.
+
+Each stage is recorded in the manifest when its files are written; running the same run again skips what is
+done and resumes training from its last epoch checkpoint. The status becomes "complete" only after the last stage.
+"""
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from multimem import models
+from multimem.atomic import atomic_numpy, atomic_parquet
+from multimem.dataset import PairData, build, fingerprint
+from multimem.runs import COMPLETE, FAILED, RUNNING, Run, RunError
+from multimem.score import MetricConfig
+from multimem.sources import DataError, open_source
+from multimem.splits import CANDIDATE, INDEPENDENT, SHARED, TRAIN_F, TRAIN_G, SplitSizes
+from multimem.train import TrainConfig
+
+STAGES = ("train_f", "train_g", "score", "evaluate", "index")
+
+
+@dataclass
+class RunConfig:
+    source: dict[str, Any] = field(default_factory=lambda: {"kind": "twemoji"})
+    split: SplitSizes = field(default_factory=SplitSizes)
+    split_seed: int = 0
+    inject_fraction: float = 0.0  # share of each training subset given another sample's captions (ground truth)
+    inject_seed: int = 0
+    model: str = models.DEFAULT_MODEL
+    train: TrainConfig = field(default_factory=TrainConfig)
+    metric: MetricConfig = field(default_factory=MetricConfig)
+    prompt_template: str | None = None  # zero-shot prompt; None: the source's own
+    workers: int = 4
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        d = dict(d)
+        return cls(
+            split=SplitSizes(**d.pop("split")),
+            train=TrainConfig.from_dict(d.pop("train")),
+            metric=MetricConfig.from_dict(d.pop("metric")),
+            **d,
+        )
+
+
+def versions() -> dict[str, str]:
+    import faiss
+    import open_clip
+
+    import multimem
+
+    return {
+        "multimem": multimem.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "open_clip": open_clip.__version__,
+        "faiss": faiss.__version__,
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+    }
+
+
+def store_size(model_name: str) -> int:
+    """Images are kept decoded at 1.5× the model input so that random crops are taken from real detail."""
+    _, _, size = models.image_norm_from_config(model_name)
+    return int(size * 3 // 2)
+
+
+def prepare(run: Run, cfg: RunConfig) -> tuple[PairData, Any]:
+    """Decode and split the data; on a resumed run check it is still the same data."""
+    source = open_source(cfg.source)
+    data = build(source, cfg.split, cfg.split_seed, cfg.inject_fraction, cfg.inject_seed, store_size(cfg.model), cfg.workers)
+    if len(data) == 0:
+        raise DataError(f"dataset {cfg.source}: no usable samples ({len(source.skipped)} skipped)")
+    fp = fingerprint(data.pairs)
+    m = run.manifest()
+    old = (m.get("dataset") or {}).get("fingerprint")
+    if old and old != fp:
+        raise RunError(f"run {run.name!r} was made from other data (fingerprint {old}, now {fp}); use a new run name")
+    counts = {s: int((data.subset == s).sum()) for s in ("shared", "candidate", "independent", "extra")}
+    run.update(
+        dataset={
+            "source": source.spec(),
+            "fingerprint": fp,
+            "n_samples": len(data),
+            "n_injected": int(data.injected.sum()),
+            "inject_fraction": cfg.inject_fraction,
+            "skipped": {"count": len(source.skipped), "examples": [asdict(s) for s in source.skipped[:20]]},
+            "attribution": getattr(__import__(type(source).__module__, fromlist=["x"]), "ATTRIBUTION", None),
+        },
+        split={"sizes": counts, "seed": cfg.split_seed, "requested": cfg.split.to_dict()},
+    )
+    if not run.path("samples.parquet").exists():
+        atomic_parquet(data.table(), run.path("samples.parquet"))
+    return data, source
+
+
+def _tokenizer(run: Run, cfg: RunConfig, data: PairData):
+    """One tokenizer for f and g, fitted on the training captions of both (saved in both checkpoints)."""
+    from multimem.tokenizer import CompactTokenizer
+
+    m = run.manifest()
+    if "token_map" in (m.get("model") or {}):
+        return CompactTokenizer(cfg.model, models.context_length(cfg.model), m["model"]["token_map"])
+    texts = [c for i in data.rows(*TRAIN_F, *TRAIN_G) for c in data.pairs[i].captions]
+    tok = models.fit_tokenizer(cfg.model, texts)
+    run.update(model={"name": cfg.model, "config": models.model_config(cfg.model), "token_map": tok.token_map})
+    return tok
+
+
+def _progress(run: Run, stage: str) -> Callable[[int, int], None]:
+    last = [0.0]
+
+    def report(done: int, total: int) -> None:
+        t = time.time()
+        if t - last[0] > 1.0 or done == total:
+            last[0] = t
+            run.update(progress={"stage": stage, "done": done, "total": total, "time": t})
+
+    return report
+
+
+def train_stage(run: Run, cfg: RunConfig, data: PairData, tokenizer, tag: str) -> None:
+    from multimem.train import train
+
+    subsets = TRAIN_F if tag == "f" else TRAIN_G
+    t0 = time.time()
+    model, history = train(
+        data, data.rows(*subsets), cfg.model, tokenizer, cfg.train, run.path("checkpoints", f"work_{tag}"),
+        desc=f"train {tag}", on_step=_progress(run, f"train_{tag}"),
+    )
+    models.save_checkpoint(run.path("checkpoints", f"{tag}.pt"), model, cfg.model, tokenizer,
+                           epoch=cfg.train.epochs, train_config=cfg.train.to_dict())
+    hist = pd.DataFrame(history).assign(model=tag)
+    old = run.history()
+    atomic_parquet(pd.concat([old[old["model"] != tag], hist], ignore_index=True), run.path("history.parquet"))
+    for p in run.path("checkpoints", f"work_{tag}").glob("*.pt"):
+        p.unlink()
+    run.mark_stage(f"train_{tag}", time.time() - t0)
+
+
+def load_pair(run: Run, cfg: RunConfig):
+    f, tok = models.load_model(run.path("checkpoints", "f.pt"), cfg.model)
+    g, _ = models.load_model(run.path("checkpoints", "g.pt"), cfg.model)
+    return f, g, tok
+
+
+def summarise(table: pd.DataFrame) -> dict:
+    from sklearn.metrics import roc_auc_score
+
+    means = {s: float(table.loc[table.subset == s, "multimem"].mean()) for s in (CANDIDATE, INDEPENDENT, SHARED)}
+    raw = {s: float(table.loc[table.subset == s, "multimem_raw"].mean()) for s in (CANDIDATE, INDEPENDENT, SHARED)}
+    out: dict[str, Any] = {"mean_multimem": means, "mean_multimem_raw": raw}
+    cand = table[table.subset == CANDIDATE]
+    if cand["injected"].any() and not cand["injected"].all():
+        out["injected_auc"] = float(roc_auc_score(cand["injected"], cand["multimem_raw"]))
+        k = max(1, int(round(0.05 * len(cand))))
+        out["injected_precision_at_5pct"] = float(cand.nlargest(k, "multimem_raw")["injected"].mean())
+        out["injected_share"] = float(cand["injected"].mean())
+    return out
+
+
+def score_stage(run: Run, cfg: RunConfig, data: PairData) -> None:
+    from multimem.score import embed_clean, score
+
+    t0 = time.time()
+    f, g, _ = load_pair(run, cfg)
+    table, summary = score(f, g, data, cfg.metric)
+    samples = data.table()
+    table = pd.concat([samples.iloc[table["row"].to_numpy()].reset_index(drop=True), table], axis=1)
+    atomic_parquet(table, run.path("scores.parquet"))
+    all_rows = np.arange(len(data))
+    for tag, model in (("f", f), ("g", g)):
+        img, txt = embed_clean(model, data, all_rows)
+        atomic_numpy(img.numpy().astype(np.float32), run.path("embeddings", f"{tag}_image.npy"))
+        atomic_numpy(txt.numpy().astype(np.float32), run.path("embeddings", f"{tag}_text.npy"))
+    run.update(metric={**cfg.metric.to_dict(), "normalisation": summary["normalisation"]},
+               summary=summarise(table),
+               timings={"score_forward": round(summary["forward_seconds"], 2),
+                        "score_pipeline": round(summary["seconds"], 2)})
+    run.mark_stage("score", time.time() - t0)
+
+
+def evaluate_stage(run: Run, cfg: RunConfig, data: PairData, source) -> None:
+    from multimem.evaluate import evaluate
+
+    t0 = time.time()
+    f, g, tok = load_pair(run, cfg)
+    template = cfg.prompt_template or getattr(source, "prompt_template", "a photo of {label}")
+    run.update(utility={"f": evaluate(f, data, tok, template), "g": evaluate(g, data, tok, template),
+                        "prompt_template": template})
+    run.mark_stage("evaluate", time.time() - t0)
+
+
+def index_stage(run: Run, data: PairData) -> None:
+    from multimem import index
+
+    t0 = time.time()
+    rows = data.rows(*TRAIN_F)
+    for modality in ("image", "text"):
+        emb = np.load(run.path("embeddings", f"f_{modality}.npy"))
+        index.save(index.build(emb[rows]), run.path("index", f"{modality}.faiss"))
+    atomic_numpy(rows, run.path("index", "rows.npy"))
+    run.update(index={"kind": "IndexFlatIP", "metric": "cosine", "vectors": int(len(rows)), "model": "f",
+                      "subsets": list(TRAIN_F)})
+    run.mark_stage("index", time.time() - t0)
+
+
+def execute(run: Run, cfg: RunConfig, stages: tuple[str, ...] = STAGES) -> dict:
+    """Run (or resume) the given stages; returns the final manifest."""
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    with run.lock():
+        t_start = time.time()
+        if run.exists():
+            saved = run.manifest().get("config")
+            if saved and saved != cfg.to_dict():
+                raise RunError(f"run {run.name!r} exists with other settings; resume it with the same ones or use a new name")
+        run.update(status=RUNNING, config=cfg.to_dict(), versions=versions(), error=None,
+                   lineage=run.manifest().get("lineage", {"parent": None, "mitigation": None}) if run.exists()
+                   else {"parent": None, "mitigation": None})
+        try:
+            t0 = time.time()
+            data, source = prepare(run, cfg)
+            tok = _tokenizer(run, cfg, data)
+            data.tokenize(tok)
+            run.update(timings={"prepare": round(time.time() - t0, 2)})
+            for stage in stages:
+                if run.stage_done(stage):
+                    continue
+                if stage in ("train_f", "train_g"):
+                    train_stage(run, cfg, data, tok, stage[-1])
+                elif stage == "score":
+                    score_stage(run, cfg, data)
+                elif stage == "evaluate":
+                    evaluate_stage(run, cfg, data, source)
+                elif stage == "index":
+                    index_stage(run, data)
+        except KeyboardInterrupt:
+            run.update(status="incomplete", error="interrupted; run the same command again to resume")
+            raise
+        except BaseException as exc:
+            run.update(status=FAILED, error=f"{type(exc).__name__}: {exc}")
+            raise
+        done = all(run.stage_done(s) for s in STAGES)
+        m = run.update(status=COMPLETE if done else "incomplete", progress=None,
+                       timings={"last_invocation": round(time.time() - t_start, 2)})
+    return m

@@ -1,0 +1,181 @@
+"""The run directory: one folder per run with everything the app needs (DESIGN.md "A run directory").
+
+    manifest.json        settings, status, stages done, utility, summary, timings, versions, lineage
+    samples.parquet      every usable sample: id, subset, captions, label, image_ref, injected, metadata
+    scores.parquet       one row per scored sample (S_C, S_I, a sample of S_S), joined with its sample columns
+    history.parquet      training loss per step for f and g
+    checkpoints/f.pt     open_clip-format checkpoints (+ token_map), and checkpoints/work_{f,g}/ while training
+    embeddings/{f,g}_{image,text}.npy   clean embeddings of every sample (samples.parquet row order)
+    index/{image,text}.faiss, index/rows.npy   FAISS indices over f's embeddings of S_S ∪ S_C
+A run is complete only when manifest["status"] == "complete", which is written last.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+import os
+import re
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import pandas as pd
+
+from multimem.atomic import atomic_write_json
+from multimem.sources.base import DataError
+
+DEFAULT_ROOT = Path(os.environ.get("MULTIMEM_RUNS", "runs"))
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+RUNNING, FAILED, COMPLETE, INCOMPLETE = "running", "failed", "complete", "incomplete"
+
+
+class RunError(DataError):
+    pass
+
+
+def check_name(name: str) -> str:
+    """Run names become folder names: letters, digits, '.', '_', '-' only (no separators, no '..')."""
+    if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name:
+        raise RunError(
+            f"invalid run name {name!r}: use 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    return name
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class Run:
+    def __init__(self, root: Path | str, name: str) -> None:
+        self.root = Path(root)
+        self.name = check_name(name)
+        self.dir = self.root / name
+        resolved_root = self.root.resolve()
+        if self.dir.exists() and resolved_root not in self.dir.resolve().parents:
+            raise RunError(f"run {name!r} points outside the runs folder {self.root}; refusing to use it")
+
+    # paths
+    def path(self, *parts: str) -> Path:
+        return self.dir.joinpath(*parts)
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path("manifest.json")
+
+    def exists(self) -> bool:
+        return self.manifest_path.is_file()
+
+    # manifest
+    def manifest(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise RunError(f"run {self.name!r} not found in {self.root} (no manifest.json)") from None
+        except json.JSONDecodeError as exc:
+            raise RunError(f"{self.manifest_path}: not valid JSON ({exc})") from None
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        manifest["updated"] = now()
+        atomic_write_json(self.manifest_path, manifest)
+
+    def update(self, **fields: Any) -> dict[str, Any]:
+        m = self.manifest() if self.exists() else {"name": self.name, "created": now()}
+        for key, value in fields.items():
+            if isinstance(value, dict) and isinstance(m.get(key), dict):
+                m[key] = {**m[key], **value}
+            else:
+                m[key] = value
+        self.write_manifest(m)
+        return m
+
+    def stage_done(self, stage: str) -> bool:
+        return self.exists() and self.manifest().get("stages", {}).get(stage) == "done"
+
+    def mark_stage(self, stage: str, seconds: float | None = None) -> None:
+        fields: dict[str, Any] = {"stages": {stage: "done"}}
+        if seconds is not None:
+            fields["timings"] = {stage: round(seconds, 2)}
+        self.update(**fields)
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """One writer per run: a second job on the same run fails at once instead of mixing files."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.path(".lock"), "w") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunError(f"run {self.name!r} is being written by another job; wait for it or pick another name") from None
+            fh.write(str(os.getpid()))
+            fh.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def is_locked(self) -> bool:
+        if not self.path(".lock").exists():
+            return False
+        with open(self.path(".lock")) as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(fh, fcntl.LOCK_UN)
+        return False
+
+    def status(self) -> str:
+        """complete / failed / running (a live job holds the lock) / incomplete (stopped; run again to resume)."""
+        m = self.manifest()
+        status = m.get("status", INCOMPLETE)
+        if status == RUNNING and not self.is_locked():
+            return INCOMPLETE
+        return status
+
+    # tables
+    def samples(self) -> pd.DataFrame:
+        return pd.read_parquet(self.path("samples.parquet"))
+
+    def scores(self) -> pd.DataFrame:
+        return pd.read_parquet(self.path("scores.parquet"))
+
+    def history(self) -> pd.DataFrame:
+        p = self.path("history.parquet")
+        return pd.read_parquet(p) if p.exists() else pd.DataFrame(columns=["model", "epoch", "step", "loss", "lr"])
+
+
+def list_runs(root: Path | str = DEFAULT_ROOT) -> pd.DataFrame:
+    """One row per run folder with a manifest: status and headline figures."""
+    root = Path(root)
+    rows = []
+    for d in sorted(root.iterdir()) if root.is_dir() else []:
+        if not (d / "manifest.json").is_file() or not NAME_RE.match(d.name):
+            continue
+        run = Run(root, d.name)
+        try:
+            m = run.manifest()
+            status = run.status()
+        except RunError as exc:
+            rows.append({"name": d.name, "status": f"unreadable: {exc}"})
+            continue
+        means = (m.get("summary") or {}).get("mean_multimem", {})
+        util = m.get("utility") or {}
+        rows.append(
+            {
+                "name": d.name,
+                "status": status,
+                "created": m.get("created"),
+                "dataset": (m.get("dataset") or {}).get("source", {}).get("kind"),
+                "model": (m.get("model") or {}).get("name"),
+                "parent": (m.get("lineage") or {}).get("parent"),
+                "mean_candidate": means.get("candidate"),
+                "mean_independent": means.get("independent"),
+                "mean_shared": means.get("shared"),
+                "injected_auc": (m.get("summary") or {}).get("injected_auc"),
+                "f_i2t_R@5": (util.get("f") or {}).get("image_to_text_R@5"),
+                "g_i2t_R@5": (util.get("g") or {}).get("image_to_text_R@5"),
+            }
+        )
+    return pd.DataFrame(rows)

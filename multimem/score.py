@@ -1,0 +1,184 @@
+"""Runs f and g over augmented views of the scored samples and calls the metric (METHOD.md sections 2-3)."""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from multimem import augment, metric, models
+from multimem.dataset import PairData
+from multimem.splits import CANDIDATE, EXTRA, INDEPENDENT, SHARED
+
+TEXT_MODES = ("captions", "identity")
+
+
+@dataclass
+class MetricConfig:
+    augmentations: int = 5  # A: views averaged in E[...]
+    heldout_size: int = 1000  # |H|: drawn from S_E (all of it when smaller)
+    shared_sample: int | None = None  # S_S samples scored for the third histogram; None: |S_C|
+    text_augmentation: str = "captions"  # captions: one of the sample's captions per view; identity: the first
+    seed: int = 0
+    batch_size: int = 256
+    augment: augment.AugmentConfig = field(default_factory=augment.AugmentConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "MetricConfig":
+        d = dict(d)
+        aug = d.pop("augment", None) or {}
+        aug = {k: tuple(v) if isinstance(v, list) else v for k, v in aug.items()}
+        return cls(augment=augment.AugmentConfig(**aug), **d)
+
+
+class Timer:
+    """Seconds spent inside the model forward passes, to compare with the whole scoring time."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def __enter__(self):
+        self._t = time.perf_counter()
+
+    def __exit__(self, *exc):
+        self.seconds += time.perf_counter() - self._t
+
+
+@torch.no_grad()
+def encode_images(model, x: torch.Tensor) -> torch.Tensor:
+    return model.encode_image(x, normalize=True)
+
+
+@torch.no_grad()
+def encode_texts(model, tokens: torch.Tensor) -> torch.Tensor:
+    return model.encode_text(tokens, normalize=True)
+
+
+@torch.no_grad()
+def embed_clean(model, data: PairData, rows: np.ndarray, batch_size: int = 512, timer: Timer | None = None):
+    """Image and first-caption embeddings (no augmentation) of data rows: two N×d tensors."""
+    mean, std, size = models.image_norm(model)
+    timer = timer or Timer()
+    rows_t = torch.as_tensor(rows, dtype=torch.long)
+    img, txt = [], []
+    for start in range(0, len(rows_t), batch_size):
+        batch = rows_t[start : start + batch_size]
+        x = augment.normalise(augment.clean_view(data.images[batch], size), mean, std)
+        tokens = data.caption_tokens(batch)
+        with timer:
+            img.append(encode_images(model, x))
+            txt.append(encode_texts(model, tokens))
+    d = model.text_projection.shape[-1] if hasattr(model, "text_projection") else 0
+    empty = torch.zeros(0, d)
+    return (torch.cat(img) if img else empty), (torch.cat(txt) if txt else empty)
+
+
+@torch.no_grad()
+def embed_views(model, data: PairData, rows: np.ndarray, cfg: MetricConfig, timer: Timer | None = None, desc=""):
+    """N × A × 2 × d: the image and a caption of each of A seeded views, l2-normalised.
+
+    View draws are made for the whole dataset and then indexed, so they do not depend on which rows are scored
+    or how they are batched, and f and g (called with the same cfg) see exactly the same views.
+    """
+    mean, std, size = models.image_norm(model)
+    timer = timer or Timer()
+    n_all = len(data)
+    rows_t = torch.as_tensor(rows, dtype=torch.long)
+    params, choices = [], []
+    for a in range(cfg.augmentations):
+        gen = augment.generator(cfg.seed, 7_000_000 + a)
+        params.append(augment.draw_view_params(n_all, gen, cfg.augment)[rows_t])
+        if cfg.text_augmentation == "captions":
+            choices.append(augment.draw_caption_choice(data.caption_count, gen)[rows_t])
+        else:
+            choices.append(torch.zeros(len(rows_t), dtype=torch.long))
+    params_t = torch.stack(params, 1)  # N × A × 8
+    choice_t = torch.stack(choices, 1)  # N × A
+
+    # each distinct caption of the scored rows is embedded once, then gathered per view
+    flat = (data.caption_start[rows_t].unsqueeze(1) + choice_t).flatten()
+    unique, inverse = torch.unique(flat, return_inverse=True)
+    text_emb = []
+    for start in range(0, len(unique), cfg.batch_size * 2):
+        with timer:
+            text_emb.append(encode_texts(model, data.tokens[unique[start : start + cfg.batch_size * 2]]))
+    text = torch.cat(text_emb)[inverse].view(len(rows_t), cfg.augmentations, -1)
+
+    a = cfg.augmentations
+    per_batch = max(1, cfg.batch_size // a)
+    image = []
+    for start in tqdm(range(0, len(rows_t), per_batch), desc=desc or "embed views", unit="batch", leave=False):
+        batch = rows_t[start : start + per_batch]
+        imgs = data.images[batch].repeat_interleave(a, 0)
+        x = augment.normalise(augment.apply_views(imgs, params_t[start : start + per_batch].flatten(0, 1), size), mean, std)
+        with timer:
+            image.append(encode_images(model, x).view(len(batch), a, -1))
+    image_t = torch.cat(image) if image else torch.zeros(0, a, text.shape[-1])
+    return torch.stack([image_t, text], dim=2)
+
+
+def scored_rows(data: PairData, cfg: MetricConfig) -> np.ndarray:
+    """S_C, S_I and a seeded sample of S_S the size of S_C (METHOD.md: the three histograms)."""
+    cand, indep, shared = data.rows(CANDIDATE), data.rows(INDEPENDENT), data.rows(SHARED)
+    k = min(len(shared), cfg.shared_sample if cfg.shared_sample is not None else len(cand))
+    pick = np.sort(np.random.default_rng(cfg.seed).choice(len(shared), size=k, replace=False))
+    return np.concatenate([cand, indep, shared[pick]])
+
+
+def heldout_rows(data: PairData, cfg: MetricConfig) -> np.ndarray:
+    extra = data.rows(EXTRA)
+    if len(extra) <= cfg.heldout_size:
+        return extra
+    return np.sort(np.random.default_rng(cfg.seed + 1).choice(extra, size=cfg.heldout_size, replace=False))
+
+
+def score(f, g, data: PairData, cfg: MetricConfig) -> tuple[pd.DataFrame, dict]:
+    """The scores table (one row per scored sample) and a summary with the normalisation range and timings."""
+    t0 = time.perf_counter()
+    timer = Timer()
+    rows = scored_rows(data, cfg)
+    held = heldout_rows(data, cfg)
+    out: dict[str, torch.Tensor] = {}
+    terms = {}
+    views = {}
+    for tag, model in (("f", f), ("g", g)):
+        hi, ht = embed_clean(model, data, held, cfg.batch_size, timer)
+        held_emb = torch.stack([hi, ht], dim=1)  # M × 2 × d
+        v = embed_views(model, data, rows, cfg, timer, desc=f"score {tag}")
+        views[tag] = v
+        terms[tag] = metric.cmc(v, held_emb)
+        ci, ct = embed_clean(model, data, rows, cfg.batch_size, timer)
+        out[f"cos_{tag}"] = (ci * ct).sum(-1)
+    raw = metric.multimem(terms["f"], terms["g"])
+    norm, value_range = metric.normalise(raw)
+    table = pd.DataFrame(
+        {
+            "row": rows,
+            "multimem": norm.numpy(),
+            "multimem_raw": raw.numpy(),
+            "cmc_f": terms["f"].cmc.numpy(),
+            "cmc_g": terms["g"].cmc.numpy(),
+            "own_f": terms["f"].own.numpy(),
+            "held_f": terms["f"].held.numpy(),
+            "own_g": terms["g"].own.numpy(),
+            "held_g": terms["g"].held.numpy(),
+            "sslmem_image": metric.sslmem(views["f"][:, :, 0], views["g"][:, :, 0]).numpy(),
+            "sslmem_text": metric.sslmem(views["f"][:, :, 1], views["g"][:, :, 1]).numpy(),
+            "cos_f": out["cos_f"].numpy(),
+            "cos_g": out["cos_g"].numpy(),
+        }
+    )
+    summary = {
+        "normalisation": {"method": "range", "range": value_range, "min": float(raw.min()), "max": float(raw.max())},
+        "n_scored": int(len(rows)),
+        "heldout": int(len(held)),
+        "seconds": time.perf_counter() - t0,
+        "forward_seconds": timer.seconds,
+    }
+    return table, summary

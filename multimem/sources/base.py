@@ -1,0 +1,88 @@
+"""The one interface every data source implements: a list of image-caption pairs."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+
+class DataError(ValueError):
+    """Bad input: the message names the file, row or parameter and says what to do."""
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One sample: an image reference, one or more captions, an optional class label, free metadata.
+
+    `image_ref` is whatever the source needs to open the image again later (a file path, or
+    `shard.tar#member` for webdataset shards); the app resolves it through `load_image`.
+    """
+
+    id: str
+    image_ref: str
+    captions: tuple[str, ...]
+    label: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def caption(self) -> str:
+        return self.captions[0]
+
+
+@dataclass
+class Skipped:
+    """A sample the source could not use, kept so the manifest can count and show it."""
+
+    where: str  # file / row / member
+    reason: str
+
+
+class DataSource:
+    """Base class: subclasses fill `kind`, implement `_read()` and, when images are not plain files, `open_image`."""
+
+    kind = "base"
+    prompt_template = "a photo of {label}"  # zero-shot prompt for the dataset's class labels
+
+    def __init__(self) -> None:
+        self.skipped: list[Skipped] = []
+        self._pairs: list[Pair] | None = None
+
+    # what `open_source` needs to build this source again (kept in the run manifest)
+    def spec(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _read(self) -> list[Pair]:
+        raise NotImplementedError
+
+    def pairs(self) -> list[Pair]:
+        if self._pairs is None:
+            self._pairs = check_unique_ids(self._read(), self.kind)
+        return self._pairs
+
+    def skip(self, where: str, reason: str) -> None:
+        self.skipped.append(Skipped(str(where), reason))
+
+    def open_image(self, ref: str) -> Image.Image:
+        from multimem.images import open_image
+
+        return open_image(ref)
+
+
+def clean_caption(text: Any) -> str | None:
+    """A caption as one stripped line, or None when it is empty/whitespace."""
+    if text is None:
+        return None
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    text = " ".join(str(text).split())
+    return text or None
+
+
+def check_unique_ids(pairs: list[Pair], where: str) -> list[Pair]:
+    seen: set[str] = set()
+    for p in pairs:
+        if p.id in seen:
+            raise DataError(f"{where}: duplicate sample id {p.id!r}; give every sample a unique id")
+        seen.add(p.id)
+    return pairs
