@@ -5,6 +5,7 @@ done and resumes training from its last epoch checkpoint. The status becomes "co
 """
 from __future__ import annotations
 
+import json
 import platform
 import time
 from dataclasses import asdict, dataclass, field
@@ -41,7 +42,8 @@ class RunConfig:
     workers: int = 4
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """JSON-shaped (tuples as lists), so it compares equal to what the manifest holds."""
+        return json.loads(json.dumps(asdict(self)))
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":

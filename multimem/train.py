@@ -7,6 +7,7 @@ as if it had never stopped.
 from __future__ import annotations
 
 import math
+import sys
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -125,7 +126,8 @@ def train(
         start_epoch = epoch
 
     model.train()
-    bar = tqdm(total=total, initial=start_epoch * steps_per_epoch, desc=desc, unit="step", dynamic_ncols=True)
+    bar = tqdm(total=total, initial=start_epoch * steps_per_epoch, desc=desc, unit="step", dynamic_ncols=True,
+               mininterval=0.5 if sys.stderr.isatty() else 10)
     t0 = time.time()
     for epoch in range(start_epoch, cfg.epochs):
         gen = augment.generator(cfg.seed, epoch)
@@ -156,7 +158,7 @@ def train(
             opt.step()
             with torch.no_grad():  # as open_clip_train: keep the temperature in a sane range
                 model.logit_scale.clamp_(0, math.log(100))
-            history.append({"epoch": epoch + 1, "step": step + 1, "loss": float(loss), "lr": lr_at(step, total, cfg)})
+            history.append({"epoch": epoch + 1, "step": step + 1, "loss": loss.item(), "lr": lr_at(step, total, cfg)})
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}")
             if on_step:

@@ -104,6 +104,8 @@ class TwemojiSource(DataSource):
                               "skin_tone": tone},
                     )
                 )
-                if self.limit and len(pairs) >= self.limit:
-                    return pairs
+        if self.limit and self.limit < len(pairs):
+            # evenly spaced over Unicode order, so a small subset still spans every category
+            step = len(pairs) / self.limit
+            pairs = [pairs[int(i * step)] for i in range(self.limit)]
         return pairs

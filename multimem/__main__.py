@@ -1,0 +1,5 @@
+import sys
+
+from multimem.cli import main
+
+sys.exit(main())

@@ -1,0 +1,178 @@
+"""The dashboard's data access, cached once per server process and shared by every page and session.
+
+Tables, indices and models are st.cache_resource (one shared object, never copied or reloaded per rerun; callers
+treat them as read-only); small derived values are st.cache_data. Each loader is keyed by the run name and the
+modification time of its file, so a run that is rescored is read again and an unchanged one never is.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from multimem import explore
+from multimem.images import ImageError, open_image
+from multimem.runs import DEFAULT_ROOT, Run, RunError, list_runs
+
+
+def runs_root() -> Path:
+    """$MULTIMEM_RUNS, read at every call (tests and the Runs page's jobs set it), else runs/."""
+    return Path(os.environ.get("MULTIMEM_RUNS") or DEFAULT_ROOT)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
+
+
+def run(name: str) -> Run:
+    return Run(runs_root(), name)
+
+
+@st.cache_data(ttl=3, show_spinner=False)
+def _run_table(root: str) -> pd.DataFrame:
+    return list_runs(root)
+
+
+def run_table() -> pd.DataFrame:
+    """Every run folder with its status and headline figures (re-read every few seconds: jobs change it)."""
+    return _run_table(str(runs_root()))
+
+
+def scored_runs() -> list[str]:
+    """Runs the analysis pages can show: those with a scores table."""
+    table = run_table()
+    if table.empty:
+        return []
+    return [n for n in table["name"] if run(n).path("scores.parquet").is_file()]
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _manifest(root: str, name: str, mtime: float) -> dict:
+    return Run(root, name).manifest()
+
+
+def manifest(name: str) -> dict:
+    r = run(name)
+    return _manifest(str(r.root), name, _mtime(r.manifest_path))
+
+
+@st.cache_resource(show_spinner="Reading the scores table…", max_entries=6)
+def _scores(root: str, name: str, mtime: float) -> tuple[pd.DataFrame, pd.Series]:
+    table = Run(root, name).scores()
+    return table, explore.search_text(table)
+
+
+def scores(name: str) -> pd.DataFrame:
+    """The run's scores table (shared object: do not modify)."""
+    r = run(name)
+    return _scores(str(r.root), name, _mtime(r.path("scores.parquet")))[0]
+
+
+def scores_search_text(name: str) -> pd.Series:
+    r = run(name)
+    return _scores(str(r.root), name, _mtime(r.path("scores.parquet")))[1]
+
+
+@st.cache_resource(show_spinner=False, max_entries=6)
+def _samples(root: str, name: str, mtime: float) -> pd.DataFrame:
+    table = Run(root, name).samples()
+    return table.set_index("id", drop=False)
+
+
+def samples(name: str) -> pd.DataFrame:
+    """Every sample of the run indexed by id; its position is the `row` the embeddings and indices use."""
+    r = run(name)
+    return _samples(str(r.root), name, _mtime(r.path("samples.parquet")))
+
+
+@st.cache_resource(show_spinner=False, max_entries=6)
+def _scores_by_row(root: str, name: str, mtime: float) -> pd.DataFrame:
+    return _scores(root, name, mtime)[0].set_index("row", drop=False)
+
+
+def scores_by_row(name: str) -> pd.DataFrame:
+    r = run(name)
+    return _scores_by_row(str(r.root), name, _mtime(r.path("scores.parquet")))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _history(root: str, name: str, mtime: float) -> pd.DataFrame:
+    return Run(root, name).history()
+
+
+def history(name: str) -> pd.DataFrame:
+    r = run(name)
+    return _history(str(r.root), name, _mtime(r.path("history.parquet")))
+
+
+@st.cache_resource(show_spinner="Loading the neighbour indices…", max_entries=4)
+def _neighbours(root: str, name: str, mtime: float):
+    from multimem.index import NeighbourIndex
+
+    return NeighbourIndex.from_run_dir(Run(root, name).dir)
+
+
+def neighbours(name: str):
+    """The run's FAISS indices over f's embeddings, or None when the run has none yet."""
+    r = run(name)
+    if not r.path("index", "rows.npy").is_file():
+        return None
+    return _neighbours(str(r.root), name, _mtime(r.path("index", "rows.npy")))
+
+
+@st.cache_resource(show_spinner="Loading f and g…", max_entries=2)
+def _scorer(root: str, name: str, mtime: float):
+    from multimem.ondemand import Scorer
+
+    r = Run(root, name)
+    return Scorer.from_run_dir(r.dir, r.manifest(), r.samples())
+
+
+def scorer(name: str):
+    """f, g, the tokenizer and H of a run, for on-demand scoring."""
+    r = run(name)
+    return _scorer(str(r.root), name, _mtime(r.path("checkpoints", "f.pt")) + _mtime(r.path("checkpoints", "g.pt")))
+
+
+@st.cache_data(show_spinner=False, max_entries=20_000)
+def thumbnail(ref: str, size: int = 128) -> str:
+    """A data URI of the image at `ref` (a path or shard#member from the run's own table), or a placeholder."""
+    try:
+        return explore.thumbnail_uri(open_image(ref), size)
+    except (ImageError, OSError):
+        return explore.PLACEHOLDER
+
+
+@st.cache_data(show_spinner=False, max_entries=2_000)
+def large_image(ref: str, size: int = 320):
+    """The image enlarged for the Sample page (emoji are 72 px; the browser's own upscaling blurs them)."""
+    from PIL import Image
+
+    img = open_image(ref)
+    scale = size / max(img.size)
+    return img.resize((round(img.width * scale), round(img.height * scale)), Image.LANCZOS) if scale > 1 else img
+
+
+@st.cache_resource
+def jobs() -> dict[str, subprocess.Popen]:
+    """Background jobs this server started, by run name (the Popen objects let us read their exit codes)."""
+    return {}
+
+
+def known_run(name: str | None) -> bool:
+    try:
+        return bool(name) and run(name).exists()
+    except RunError:
+        return False
+
+
+def subset_values(name: str, subset: str, column: str = "multimem") -> np.ndarray:
+    table = scores(name)
+    return table.loc[table["subset"] == subset, column].to_numpy(float)

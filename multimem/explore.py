@@ -1,0 +1,544 @@
+"""What the dashboard computes, as pure functions: no Streamlit, no caching, no file writes.
+
+- views in the URL: parse and validate query parameters into typed views with defaults, and back;
+- Browse: filter, sort and page a scores table, select a region of a scatter;
+- injected mis-captions: ROC curve and precision at k;
+- Compare: join two runs on their shared candidates, on raw differences or one shared normalisation range;
+- the image grid: readable thumbnails as base64 data URIs inside plain HTML cards;
+- why a pair scores as it does: how well its image neighbours' captions agree with its own caption.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+from urllib.parse import urlencode
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from multimem.runs import RunError, check_name
+from multimem.splits import CANDIDATE, INDEPENDENT, SHARED
+
+SCORED_SUBSETS = (CANDIDATE, INDEPENDENT, SHARED)
+SUBSET_LABELS = {CANDIDATE: "S_C candidates", INDEPENDENT: "S_I independent", SHARED: "S_S shared", "extra": "S_E extra"}
+PAGES = ("overview", "browse", "sample", "compare", "runs")
+# columns a user can sort by or put on a scatter axis, with the words the page shows
+COLUMNS = {
+    "multimem": "MultiMem (normalised)",
+    "multimem_raw": "MultiMem (raw)",
+    "cmc_f": "CMC_f",
+    "cmc_g": "CMC_g",
+    "cos_f": "f image-text cosine",
+    "cos_g": "g image-text cosine",
+    "sslmem_image": "SSLMem image",
+    "sslmem_text": "SSLMem text",
+}
+SORTS = {**COLUMNS, "id": "sample id"}
+INJECTED = ("any", "yes", "no")
+PER_PAGE = (12, 24, 48, 96)
+COMPARE_MODES = {"shared": "one shared normalisation range", "raw": "raw differences (CMC_f − CMC_g)"}
+
+
+# ---------------------------------------------------------------- query parameters
+
+Params = Mapping[str, "str | Sequence[str]"]
+
+
+def _all(params: Params, key: str) -> list[str]:
+    """Every value of a parameter (repeated keys allowed), as strings."""
+    v = params.get(key)
+    if v is None:
+        return []
+    return [str(x) for x in v] if isinstance(v, (list, tuple)) else [str(v)]
+
+
+def _one(params: Params, key: str) -> str | None:
+    values = _all(params, key)
+    return values[-1] if values else None
+
+
+def _float(params: Params, key: str, default: float, problems: list[str], lo: float, hi: float) -> float:
+    raw = _one(params, key)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        problems.append(f"'{key}={raw}' is not a number; using {default:g}")
+        return default
+    if not math.isfinite(value):
+        problems.append(f"'{key}={raw}' is not a finite number; using {default:g}")
+        return default
+    return min(hi, max(lo, value))
+
+
+def _int(params: Params, key: str, default: int, problems: list[str], lo: int = 1) -> int:
+    raw = _one(params, key)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        problems.append(f"'{key}={raw}' is not a whole number; using {default}")
+        return default
+    return max(lo, value)
+
+
+def _choice(params: Params, key: str, choices: Sequence[str], default: str, problems: list[str]) -> str:
+    raw = _one(params, key)
+    if raw is None or raw == "":
+        return default
+    if raw not in choices:
+        problems.append(f"'{key}={raw}' is not one of {', '.join(choices)}; using {default}")
+        return default
+    return raw
+
+
+def parse_run_name(value: str | None, known: Sequence[str], problems: list[str]) -> str | None:
+    """A run name from a link: valid as a name and present among `known` runs, else None with a message."""
+    if value is None or value == "":
+        return None
+    try:
+        check_name(value)
+    except RunError:
+        problems.append(f"the link names a run '{value[:60]}', which is not a valid run name")
+        return None
+    if value not in known:
+        problems.append(f"the link names run '{value}', which does not exist here")
+        return None
+    return value
+
+
+def parse_page(value: str | None) -> str | None:
+    return value if value in PAGES else None
+
+
+@dataclass(frozen=True)
+class Region:
+    """A box or lasso drawn on the Browse scatter, in data coordinates of the axes x and y."""
+
+    kind: str  # "box" or "lasso"
+    xs: tuple[float, ...]  # box: (x0, x1); lasso: the polygon's x coordinates
+    ys: tuple[float, ...]
+
+    def to_param(self) -> str:
+        nums = [v for pair in zip(self.xs, self.ys) for v in pair]
+        return self.kind + ":" + ",".join(f"{v:.5g}" for v in nums)
+
+    @classmethod
+    def from_param(cls, text: str) -> "Region":
+        kind, _, rest = text.partition(":")
+        if kind not in ("box", "lasso"):
+            raise ValueError(f"selection kind must be box or lasso, got {kind!r}")
+        nums = [float(v) for v in rest.split(",") if v != ""]
+        if len(nums) % 2 or not all(math.isfinite(v) for v in nums):
+            raise ValueError("selection needs pairs of finite numbers")
+        xs, ys = tuple(nums[0::2]), tuple(nums[1::2])
+        if (kind == "box" and len(xs) != 2) or (kind == "lasso" and not 3 <= len(xs) <= 200):
+            raise ValueError("a box needs 2 corners, a lasso 3 to 200 points")
+        return cls(kind, xs, ys)
+
+    @classmethod
+    def from_plotly(cls, selection: Mapping[str, Any]) -> "Region | None":
+        """The last box or lasso of a plotly selection event (st.plotly_chart(on_select=...)), or None."""
+        for lasso in reversed(selection.get("lasso") or []):
+            xs, ys = lasso.get("x") or [], lasso.get("y") or []
+            if len(xs) >= 3:
+                step = max(1, math.ceil(len(xs) / 120))  # keeps links short; a hand-drawn lasso has many points
+                return cls("lasso", tuple(float(v) for v in xs[::step]), tuple(float(v) for v in ys[::step]))
+        for box in reversed(selection.get("box") or []):
+            xs, ys = box.get("x") or [], box.get("y") or []
+            if len(xs) >= 2 and len(ys) >= 2:
+                return cls("box", (float(min(xs)), float(max(xs))), (float(min(ys)), float(max(ys))))
+        return None
+
+    def contains(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+        if self.kind == "box":
+            return (x >= self.xs[0]) & (x <= self.xs[1]) & (y >= self.ys[0]) & (y <= self.ys[1])
+        return points_in_polygon(x, y, np.asarray(self.xs), np.asarray(self.ys))
+
+
+def points_in_polygon(x: np.ndarray, y: np.ndarray, px: np.ndarray, py: np.ndarray) -> np.ndarray:
+    """Even-odd rule, vectorised over the points (loop over the polygon's edges only)."""
+    inside = np.zeros(len(x), dtype=bool)
+    j = len(px) - 1
+    for i in range(len(px)):
+        crosses = (py[i] > y) != (py[j] > y)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x_cross = (px[j] - px[i]) * (y - py[i]) / (py[j] - py[i]) + px[i]
+        inside ^= crosses & (x < x_cross)
+        j = i
+    return inside
+
+
+@dataclass(frozen=True)
+class BrowseView:
+    subsets: tuple[str, ...] = (CANDIDATE,)
+    lo: float = -1.0  # normalised score range
+    hi: float = 1.0
+    labels: tuple[str, ...] = ()
+    text: str = ""
+    injected: str = "any"
+    sort: str = "multimem"
+    order: str = "desc"
+    page: int = 1
+    per_page: int = 24
+    x: str = "cmc_g"
+    y: str = "cmc_f"
+    region: Region | None = None
+
+
+def parse_browse(params: Params, labels: Sequence[str] = ()) -> tuple[BrowseView, list[str]]:
+    """The Browse view a link asks for, every value validated; problems say what was replaced by a default."""
+    d, problems = BrowseView(), []
+    subsets = tuple(s for s in _all(params, "subset") if s in SCORED_SUBSETS)
+    bad = [s for s in _all(params, "subset") if s not in SCORED_SUBSETS]
+    if bad:
+        problems.append(f"unknown subset {', '.join(bad)}; subsets are {', '.join(SCORED_SUBSETS)}")
+    lo = _float(params, "lo", d.lo, problems, -1.0, 1.0)
+    hi = _float(params, "hi", d.hi, problems, -1.0, 1.0)
+    if lo > hi:
+        problems.append(f"score range {lo:g}..{hi:g} is empty; showing all scores")
+        lo, hi = d.lo, d.hi
+    wanted = _all(params, "label")
+    known = [lab for lab in wanted if lab in set(labels)]
+    if len(known) < len(wanted):
+        problems.append(f"unknown label {', '.join(lab for lab in wanted if lab not in set(labels))[:120]}; ignored")
+    text = (_one(params, "q") or "")[:200]
+    region = None
+    if _one(params, "sel"):
+        try:
+            region = Region.from_param(_one(params, "sel"))
+        except ValueError as exc:
+            problems.append(f"scatter selection ignored ({exc})")
+    view = BrowseView(
+        subsets=subsets or d.subsets,
+        lo=lo,
+        hi=hi,
+        labels=tuple(known),
+        text=text,
+        injected=_choice(params, "injected", INJECTED, d.injected, problems),
+        sort=_choice(params, "sort", list(SORTS), d.sort, problems),
+        order=_choice(params, "order", ("desc", "asc"), d.order, problems),
+        page=_int(params, "p", d.page, problems),
+        per_page=int(_choice(params, "n", [str(n) for n in PER_PAGE], str(d.per_page), problems)),
+        x=_choice(params, "x", list(COLUMNS), d.x, problems),
+        y=_choice(params, "y", list(COLUMNS), d.y, problems),
+        region=region,
+    )
+    return view, problems
+
+
+def browse_params(view: BrowseView) -> dict[str, str | list[str]]:
+    """Query parameters of a view: only what differs from the defaults, so links stay short."""
+    d, out = BrowseView(), {}
+    if view.subsets != d.subsets:
+        out["subset"] = list(view.subsets)
+    for key, value, default in (("lo", view.lo, d.lo), ("hi", view.hi, d.hi)):
+        if value != default:
+            out[key] = f"{value:g}"
+    if view.labels:
+        out["label"] = list(view.labels)
+    if view.text:
+        out["q"] = view.text
+    for key, value, default in (("injected", view.injected, d.injected), ("sort", view.sort, d.sort),
+                                ("order", view.order, d.order), ("x", view.x, d.x), ("y", view.y, d.y)):
+        if value != default:
+            out[key] = value
+    if view.page != d.page:
+        out["p"] = str(view.page)
+    if view.per_page != d.per_page:
+        out["n"] = str(view.per_page)
+    if view.region is not None:
+        out["sel"] = view.region.to_param()
+    return out
+
+
+def parse_sample_id(value: str | None, ids: pd.Index, problems: list[str]) -> str | None:
+    """A sample id from a link, looked up in the run's table (ids are never used as paths)."""
+    if value is None or value == "":
+        return None
+    if value not in ids:
+        problems.append(f"the link names sample '{value[:80]}', which is not in this run")
+        return None
+    return value
+
+
+def link(page: str, params: Mapping[str, str | Sequence[str]], base: str = "") -> str:
+    """A link to a page with its view: `page` is also a parameter, so the link works from the app root too."""
+    path = "" if page == PAGES[0] else page
+    query = urlencode({"page": page, **params}, doseq=True)
+    return f"{base.rstrip('/')}/{path}?{query}" if base else f"./{path}?{query}"
+
+
+# ---------------------------------------------------------------- Browse
+
+def search_text(df: pd.DataFrame) -> pd.Series:
+    """Lower-case text of all captions of each row, for the caption search."""
+    if "captions" in df.columns:
+        return df["captions"].map(lambda cs: " | ".join(str(c) for c in cs).lower() if cs is not None else "")
+    return df["caption"].astype(str).str.lower()
+
+
+def filter_mask(df: pd.DataFrame, view: BrowseView, text: pd.Series | None = None) -> np.ndarray:
+    """Rows matching every filter of the view (the scatter region included)."""
+    mask = df["subset"].isin(view.subsets).to_numpy()
+    score = df["multimem"].to_numpy()
+    if view.lo > -1.0:
+        mask &= score >= view.lo
+    if view.hi < 1.0:
+        mask &= score <= view.hi
+    if view.labels:
+        mask &= df["label"].isin(view.labels).to_numpy()
+    if view.injected != "any":
+        mask &= df["injected"].to_numpy(dtype=bool) == (view.injected == "yes")
+    if view.text:
+        haystack = text if text is not None else search_text(df)
+        mask &= haystack.str.contains(view.text.lower(), regex=False).to_numpy(dtype=bool)
+    if view.region is not None:
+        mask &= view.region.contains(df[view.x].to_numpy(), df[view.y].to_numpy())
+    return mask
+
+
+def sort_rows(df: pd.DataFrame, sort: str, order: str) -> pd.DataFrame:
+    """Stable sort, ties broken by id so that a page always shows the same pairs."""
+    if sort == "id":
+        return df.sort_values("id", ascending=order == "asc", kind="stable")
+    return df.sort_values([sort, "id"], ascending=[order == "asc", True], kind="stable")
+
+
+def select(df: pd.DataFrame, view: BrowseView, text: pd.Series | None = None) -> pd.DataFrame:
+    """Filtered and sorted rows of the view (all pages)."""
+    return sort_rows(df[filter_mask(df, view, text)], view.sort, view.order)
+
+
+def page_of(rows: pd.DataFrame, page: int, per_page: int) -> tuple[pd.DataFrame, int, int]:
+    """One page of rows; the page number is clamped to 1..last. Returns rows, page, number of pages."""
+    pages = max(1, math.ceil(len(rows) / per_page))
+    page = min(max(1, page), pages)
+    return rows.iloc[(page - 1) * per_page : page * per_page], page, pages
+
+
+def scatter_sample(rows: pd.DataFrame, limit: int = 4000, seed: int = 0) -> pd.DataFrame:
+    """At most `limit` points for the scatter (seeded); the region still filters every row, not just these."""
+    if len(rows) <= limit:
+        return rows
+    return rows.sample(n=limit, random_state=seed)
+
+
+# ---------------------------------------------------------------- injected mis-captions
+
+def roc_curve(labels: Sequence[bool], scores: Sequence[float]) -> tuple[np.ndarray, np.ndarray, float]:
+    """False and true positive rates at every distinct threshold (ties grouped), and the area under the curve."""
+    y = np.asarray(labels, dtype=bool)
+    s = np.asarray(scores, dtype=float)
+    pos, neg = int(y.sum()), int((~y).sum())
+    if pos == 0 or neg == 0:
+        raise ValueError("the ROC curve needs both injected and clean samples")
+    order = np.argsort(-s, kind="stable")
+    s, y = s[order], y[order]
+    last_of_tie = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
+    tp = np.cumsum(y)[last_of_tie]
+    fp = (last_of_tie + 1) - tp
+    fpr = np.r_[0.0, fp / neg]
+    tpr = np.r_[0.0, tp / pos]
+    return fpr, tpr, float(np.trapezoid(tpr, fpr))
+
+
+def precision_at_k(labels: Sequence[bool], scores: Sequence[float], ks: Sequence[int]) -> dict[int, float]:
+    """Share of injected samples among the k highest scores (ties broken by position)."""
+    y = np.asarray(labels, dtype=bool)
+    order = np.argsort(-np.asarray(scores, dtype=float), kind="stable")
+    return {int(k): float(y[order[:k]].mean()) for k in ks if 0 < k <= len(y)}
+
+
+def default_ks(n: int, positives: int) -> list[int]:
+    ks = sorted({k for k in (5, 10, 20, 50, 100, positives, max(1, round(0.05 * n))) if 0 < k <= n})
+    return ks
+
+
+def histogram(values: np.ndarray, bins: int = 40, lo: float | None = None, hi: float | None = None):
+    """Bin centres, counts and width: the page plots bars, so a 100k-row run sends 40 numbers, not 100k."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    lo = float(values.min()) if lo is None and len(values) else (lo if lo is not None else 0.0)
+    hi = float(values.max()) if hi is None and len(values) else (hi if hi is not None else 1.0)
+    if hi <= lo:
+        hi = lo + 1e-6
+    counts, edges = np.histogram(values, bins=bins, range=(lo, hi))
+    return (edges[:-1] + edges[1:]) / 2, counts, edges[1] - edges[0]
+
+
+# ---------------------------------------------------------------- Compare
+
+def shared_range(a: pd.DataFrame, b: pd.DataFrame) -> float:
+    """One normalisation range for two runs: max − min of the raw scores of both scored sets together."""
+    both = np.concatenate([a["multimem_raw"].to_numpy(float), b["multimem_raw"].to_numpy(float)])
+    r = float(both.max() - both.min()) if len(both) else 0.0
+    return r if r > 0 else 1.0
+
+
+def compare_values(df: pd.DataFrame, mode: str, value_range: float) -> pd.Series:
+    """Scores to compare: raw differences, or raw / the shared range (never a per-run range)."""
+    if mode not in COMPARE_MODES:
+        raise ValueError(f"compare mode must be one of {', '.join(COMPARE_MODES)}")
+    raw = df["multimem_raw"].astype(float)
+    return raw if mode == "raw" else raw / value_range
+
+
+def relative_change(a: float, b: float) -> float | None:
+    """(b − a) / |a|: the same on raw differences and on a shared range (a common scale cancels)."""
+    if a == 0 or not math.isfinite(a) or not math.isfinite(b):
+        return None
+    return (b - a) / abs(a)
+
+
+def subset_means(a: pd.DataFrame, b: pd.DataFrame, mode: str, value_range: float) -> pd.DataFrame:
+    rows = []
+    va, vb = compare_values(a, mode, value_range), compare_values(b, mode, value_range)
+    for s in SCORED_SUBSETS:
+        ma, mb = float(va[a["subset"] == s].mean()), float(vb[b["subset"] == s].mean())
+        rows.append({"subset": SUBSET_LABELS[s], "A": ma, "B": mb, "change": mb - ma, "relative change": relative_change(ma, mb)})
+    return pd.DataFrame(rows)
+
+
+def compare_join(a: pd.DataFrame, b: pd.DataFrame, mode: str, value_range: float, subset: str = CANDIDATE) -> pd.DataFrame:
+    """Samples that are `subset` in both runs, with both scores and the change, biggest move first."""
+    ka = a.loc[a["subset"] == subset, ["id", "caption", "injected"]].assign(A=compare_values(a, mode, value_range))
+    kb = b.loc[b["subset"] == subset, ["id"]].assign(B=compare_values(b, mode, value_range))
+    joined = ka.merge(kb, on="id", how="inner")
+    joined["change"] = joined["B"] - joined["A"]
+    return joined.reindex(joined["change"].abs().sort_values(ascending=False, kind="stable").index).reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- thumbnails and cards
+
+def thumbnail_uri(image: Image.Image, size: int = 128) -> str:
+    """A PNG data URI of the image fitted into size×size (small emoji are enlarged, so they stay readable)."""
+    img = image.copy()
+    scale = size / max(img.size)
+    img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.LANCZOS)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=False)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+PLACEHOLDER = (
+    "data:image/svg+xml;base64,"
+    + base64.b64encode(
+        b'<svg xmlns="http://www.w3.org/2000/svg" width="128" height="128"><rect width="128" height="128" '
+        b'fill="#eee"/><text x="64" y="70" font-size="14" text-anchor="middle" fill="#888">no image</text></svg>'
+    ).decode("ascii")
+)
+
+
+@dataclass
+class Card:
+    """One tile of an image grid."""
+
+    image: str  # data URI
+    caption: str
+    href: str | None = None
+    score: float | None = None  # normalised MultiMem, coloured
+    lines: list[str] = field(default_factory=list)  # small print under the caption (plain text)
+    badge: str | None = None  # e.g. "injected"
+
+
+def score_colour(score: float | None) -> str:
+    if score is None or not math.isfinite(score):
+        return "#777"
+    return "#b3261e" if score > 0.25 else "#c77700" if score > 0 else "#2e6b30"
+
+
+GRID_CSS = """
+<style>
+.mm-grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(168px,1fr));gap:12px;margin:4px 0 12px}
+.mm-card{border:1px solid #ddd;border-radius:8px;padding:8px;background:#fff;display:flex;flex-direction:column;
+  align-items:center;text-decoration:none !important;color:inherit !important;min-width:0}
+.mm-card:hover{border-color:#888;box-shadow:0 1px 4px rgba(0,0,0,.15)}
+.mm-card img{width:128px;height:128px;object-fit:contain;image-rendering:auto;background:#fafafa;border-radius:4px}
+.mm-cap{font-size:.9rem;line-height:1.25;margin-top:6px;text-align:center;overflow-wrap:anywhere;color:#222}
+.mm-score{font-weight:600;font-size:.95rem;margin-top:4px}
+.mm-line{font-size:.75rem;color:#666;text-align:center;overflow-wrap:anywhere}
+.mm-badge{font-size:.7rem;background:#fde7e7;color:#b3261e;border-radius:4px;padding:0 5px;margin-top:3px}
+</style>
+"""
+
+
+def card_html(card: Card) -> str:
+    e = html.escape
+    parts = [f'<img src="{e(card.image)}" alt="{e(card.caption)}">', f'<div class="mm-cap">{e(card.caption)}</div>']
+    if card.score is not None:
+        parts.append(f'<div class="mm-score" style="color:{score_colour(card.score)}">{card.score:+.3f}</div>')
+    if card.badge:
+        parts.append(f'<div class="mm-badge">{e(card.badge)}</div>')
+    parts += [f'<div class="mm-line">{e(line)}</div>' for line in card.lines]
+    inner = "".join(parts)
+    if card.href:
+        return f'<a class="mm-card" href="{e(card.href)}" target="_self">{inner}</a>'
+    return f'<div class="mm-card">{inner}</div>'
+
+
+def grid_html(cards: Sequence[Card]) -> str:
+    return GRID_CSS + '<div class="mm-grid">' + "".join(card_html(c) for c in cards) + "</div>"
+
+
+# ---------------------------------------------------------------- why a pair scores as it does
+
+_WORD = re.compile(r"[a-z0-9]+")
+_STOP = {"a", "an", "the", "with", "of", "and", "from", "emoji", "skin", "tone", "light", "medium", "dark", "face"}
+
+
+def words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(str(text).lower()) if w not in _STOP}
+
+
+def caption_overlap(a: str, b: str) -> float:
+    """Jaccard overlap of the content words of two captions (0: nothing in common, 1: the same words)."""
+    wa, wb = words(a), words(b)
+    if not wa or not wb:
+        return 0.0
+    return len(wa & wb) / len(wa | wb)
+
+
+def neighbour_agreement(caption: str, neighbour_captions: Sequence[Sequence[str]], threshold: float = 0.34) -> float:
+    """Share of neighbours with a caption that shares at least a third of its words with `caption`."""
+    if not neighbour_captions:
+        return 0.0
+    hits = [max((caption_overlap(caption, c) for c in caps), default=0.0) >= threshold for caps in neighbour_captions]
+    return float(np.mean(hits))
+
+
+def explain(row: Mapping[str, Any], image_neighbour_captions: Sequence[Sequence[str]]) -> str:
+    """One or two sentences a reviewer can read: why f agrees with this pair more (or less) than g does."""
+    agree = neighbour_agreement(str(row["caption"]), image_neighbour_captions)
+    k = len(image_neighbour_captions)
+    parts = [
+        f"f (trained on this pair: {'yes' if row.get('subset') in (CANDIDATE, SHARED) else 'no'}) aligns image and "
+        f"caption at cosine {row.get('cos_f', float('nan')):.3f}; g (trained on it: "
+        f"{'yes' if row.get('subset') in (INDEPENDENT, SHARED) else 'no'}) at {row.get('cos_g', float('nan')):.3f}."
+    ]
+    if k:
+        share = round(agree * k)
+        if agree < 0.5:
+            parts.append(
+                f"Only {share} of its {k} nearest training images by look carry a caption like "
+                f"'{row['caption']}': nothing in the data ties this image to this caption, so a high score means "
+                "f learned the pair itself (memorization)."
+            )
+        else:
+            parts.append(
+                f"{share} of its {k} nearest training images by look carry a caption like '{row['caption']}': "
+                "the pair follows a pattern the data teaches, so a model can get it right without memorizing it."
+            )
+    if row.get("injected"):
+        parts.append(f"This caption was swapped in on purpose (injected mis-caption); the image shows "
+                     f"'{row.get('original_caption')}'.")
+    return " ".join(parts)

@@ -1,0 +1,152 @@
+"""The `--fast` demo end to end through the CLI, and what its run directory must hold."""
+import json
+
+import numpy as np
+import open_clip
+import pandas as pd
+import pytest
+import torch
+
+from multimem import augment, cli, images, models
+from multimem.index import NeighbourIndex
+from multimem.runs import Run, list_runs
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    assert cli.main(["demo", "--fast", "--runs-root", str(root)]) == 0
+    return root
+
+
+@pytest.fixture(scope="module")
+def run(root):
+    return Run(root, "demo-fast")
+
+
+def test_manifest_records_a_complete_reproducible_run(run):
+    m = run.manifest()
+    assert m["status"] == "complete" and run.status() == "complete"
+    assert set(m["stages"]) == {"train_f", "train_g", "score", "evaluate", "index"}
+    assert m["dataset"]["source"]["kind"] == "twemoji" and len(m["dataset"]["fingerprint"]) == 16
+    assert m["split"]["sizes"] == {"shared": 200, "candidate": 60, "independent": 60, "extra": 80}
+    assert m["dataset"]["n_samples"] == 400
+    assert m["model"]["name"] == "mm-tiny" and m["model"]["token_map"][:2] == [0, -1]
+    assert m["config"]["train"]["epochs"] == 2 and m["config"]["metric"]["augmentations"] == 2
+    assert {"torch", "open_clip", "faiss"} <= set(m["versions"])
+    assert {"prepare", "train_f", "train_g", "score", "evaluate", "index"} <= set(m["timings"])
+    norm = m["metric"]["normalisation"]
+    assert norm["range"] == pytest.approx(norm["max"] - norm["min"])
+    for tag in ("f", "g"):
+        u = m["utility"][tag]
+        assert 0 <= u["image_to_text_R@1"] <= u["image_to_text_R@5"] <= u["image_to_text_R@10"] <= 1
+        assert 0 <= u["zero_shot_top1"] <= 1 and u["zero_shot_classes"] >= 5
+
+
+def test_scores_table_values_are_consistent(run):
+    m = run.manifest()
+    s = run.scores()
+    assert s["subset"].value_counts().to_dict() == {"candidate": 60, "independent": 60, "shared": 60}
+    assert s["id"].is_unique
+    assert np.allclose(s["multimem_raw"], s["cmc_f"] - s["cmc_g"], atol=1e-5)
+    assert np.allclose(s["cmc_f"], s["own_f"] - s["held_f"], atol=1e-5)
+    assert np.allclose(s["multimem"], s["multimem_raw"] / m["metric"]["normalisation"]["range"], atol=1e-5)
+    assert s["multimem"].abs().max() <= 1 + 1e-6
+    assert s["multimem"].max() - s["multimem"].min() == pytest.approx(1.0, abs=1e-5)
+    # own-alignment of n = 2 unit vectors lies in [0, 2]; cosines in [-1, 1]
+    assert s[["own_f", "own_g"]].min().min() >= 0 and s[["own_f", "own_g"]].max().max() <= 2 + 1e-5
+    assert s[["cos_f", "cos_g"]].abs().max().max() <= 1 + 1e-5
+    samples = run.samples()
+    assert len(samples) == 400 and samples["injected"].sum() == m["dataset"]["n_injected"] > 0
+    merged = s.merge(samples[["id", "caption", "injected"]], on="id", suffixes=("", "_s"))
+    assert (merged["caption"] == merged["caption_s"]).all() and (merged["injected"] == merged["injected_s"]).all()
+    assert m["summary"]["mean_multimem"]["candidate"] == pytest.approx(s[s.subset == "candidate"].multimem.mean())
+
+
+def test_neighbours_match_brute_force(run):
+    idx = NeighbourIndex.from_run_dir(run.dir)
+    samples = run.samples()
+    train_rows = set(np.flatnonzero(samples["subset"].isin(["shared", "candidate"])))
+    assert set(idx.index_rows.tolist()) == train_rows
+    emb = np.load(run.path("embeddings", "f_image.npy"))
+    txt = np.load(run.path("embeddings", "f_text.npy"))
+    assert np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-4)
+    rows = np.array(sorted(train_rows))
+    query = int(np.flatnonzero(samples["subset"] == "independent")[0])
+    for kind, q, gallery in (("image", emb, emb), ("image_to_text", emb, txt), ("text_to_image", txt, emb)):
+        got = idx.search(query, kind, k=5)
+        sims = gallery[rows] @ q[query]
+        best = rows[np.argsort(-sims)[:5]]
+        assert [r for r, _ in got] == best.tolist()
+        assert [s for _, s in got] == pytest.approx(np.sort(sims)[::-1][:5].tolist(), abs=1e-5)
+    own = idx.search(rows[0], "image", k=3)
+    assert rows[0] not in [r for r, _ in own]
+
+
+def test_checkpoint_reloads_with_plain_open_clip(run):
+    models.register_configs()
+    plain = open_clip.create_model("mm-tiny", pretrained=str(run.path("checkpoints", "f.pt")))
+    plain.eval()
+    ckpt = torch.load(run.path("checkpoints", "f.pt"), weights_only=True)
+    samples = run.samples()
+    rows = [0, 5, 17]
+    mean, std, size = models.image_norm(plain)
+    store = size * 3 // 2  # as the pipeline decodes them
+    x = torch.stack([images.to_tensor(images.open_image(samples.image_ref[r]), store) for r in rows])
+    x = augment.normalise(augment.clean_view(x, size), mean, std)
+    tok = open_clip.get_tokenizer("mm-tiny")([samples.caption[r] for r in rows])
+    lookup = {bpe: i for i, bpe in enumerate(ckpt["token_map"]) if i >= 2}
+    tok = tok.apply_(lambda t: 0 if t == 0 else lookup.get(t, 1))
+    with torch.no_grad():
+        img = plain.encode_image(x, normalize=True).numpy()
+        txt = plain.encode_text(tok, normalize=True).numpy()
+    assert np.allclose(img, np.load(run.path("embeddings", "f_image.npy"))[rows], atol=1e-4)
+    assert np.allclose(txt, np.load(run.path("embeddings", "f_text.npy"))[rows], atol=1e-4)
+
+
+def test_runs_listing(root, capsys):
+    df = list_runs(root)
+    assert df.loc[0, "name"] == "demo-fast" and df.loc[0, "status"] == "complete"
+    assert cli.main(["runs", "--runs-root", str(root)]) == 0
+    assert "demo-fast" in capsys.readouterr().out
+
+
+def test_stages_one_command_at_a_time(tmp_path, capsys):
+    args = ["--runs-root", str(tmp_path)]
+    assert cli.main(["train", "--fast", "--name", "staged", "--limit", "300", "--candidate", "30", "--extra", "40",
+                     "--epochs", "1", *args]) == 0
+    run = Run(tmp_path, "staged")
+    assert run.status() == "incomplete"  # trained, not scored: never mistaken for a finished run
+    assert not run.path("scores.parquet").exists()
+    assert cli.main(["score", "staged", "--augmentations", "3", *args]) == 0
+    assert run.manifest()["metric"]["augmentations"] == 3
+    assert cli.main(["evaluate", "staged", *args]) == 0
+    assert run.status() == "incomplete"
+    assert cli.main(["index", "staged", *args]) == 0
+    assert run.status() == "complete"
+    assert len(run.scores()) == 90
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["demo", "--fast", "--model", "no-such-model"], "unknown model name 'no-such-model'"),
+        (["demo", "--fast", "--candidate", "300"], "too few"),
+        (["demo", "--fast", "--source", "csv"], "--source csv needs --path"),
+        (["score", "nothing-here"], "run 'nothing-here' not found"),
+        (["score", "../etc"], "invalid run name"),
+    ],
+)
+def test_bad_input_gets_one_line_errors(tmp_path, capsys, argv, message):
+    assert cli.main([*argv, "--runs-root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and err.count("\n") == 0
+
+
+def test_every_command_has_help(capsys):
+    for command in ("demo", "train", "score", "evaluate", "index", "runs"):
+        with pytest.raises(SystemExit) as exit_:
+            cli.main([command, "--help"])
+        assert exit_.value.code == 0
+        out = capsys.readouterr().out
+        assert "--runs-root" in out
