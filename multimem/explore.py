@@ -271,6 +271,17 @@ def parse_sample_id(value: str | None, ids: pd.Index, problems: list[str]) -> st
     return value
 
 
+NEIGHBOURS = 8  # per neighbour view on the Sample page; the slider allows 4..24 in steps of 4
+
+
+def parse_k(params: Params, problems: list[str]) -> int:
+    k = _int(params, "k", NEIGHBOURS, problems)
+    if k > 24 or k % 4:
+        problems.append(f"'k={k}' neighbours is not one of 4, 8, ..., 24; using {NEIGHBOURS}")
+        return NEIGHBOURS
+    return k
+
+
 def link(page: str, params: Mapping[str, str | Sequence[str]], base: str = "") -> str:
     """A link to a page with its view: `page` is also a parameter, so the link works from the app root too."""
     path = "" if page == PAGES[0] else page

@@ -79,31 +79,40 @@ def embed_clean(model, data: PairData, rows: np.ndarray, batch_size: int = 512, 
     return (torch.cat(img) if img else empty), (torch.cat(txt) if txt else empty)
 
 
-@torch.no_grad()
-def embed_views(model, data: PairData, rows: np.ndarray, cfg: MetricConfig, timer: Timer | None = None, desc=""):
-    """N × A × 2 × d: the image and a caption of each of A seeded views, l2-normalised.
+def view_draws(data: PairData, rows: np.ndarray, cfg: MetricConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Augmentation parameters (N × A × 8) and caption choices (N × A) of the A views of data rows.
 
-    View draws are made for the whole dataset and then indexed, so they do not depend on which rows are scored
-    or how they are batched, and f and g (called with the same cfg) see exactly the same views.
+    Draws are made for the whole dataset and then indexed, so they do not depend on which rows are scored or how
+    they are batched, and f and g (called with the same cfg) see exactly the same views.
     """
-    mean, std, size = models.image_norm(model)
-    timer = timer or Timer()
-    n_all = len(data)
     rows_t = torch.as_tensor(rows, dtype=torch.long)
     params, choices = [], []
     for a in range(cfg.augmentations):
         gen = augment.generator(cfg.seed, 7_000_000 + a)
-        params.append(augment.draw_view_params(n_all, gen, cfg.augment)[rows_t])
+        params.append(augment.draw_view_params(len(data), gen, cfg.augment)[rows_t])
         if cfg.text_augmentation == "captions":
             choices.append(augment.draw_caption_choice(data.caption_count, gen)[rows_t])
         else:
             choices.append(torch.zeros(len(rows_t), dtype=torch.long))
-    params_t = torch.stack(params, 1)  # N × A × 8
-    choice_t = torch.stack(choices, 1)  # N × A
+    return torch.stack(params, 1), torch.stack(choices, 1)
+
+
+def view_captions(data: PairData, rows: np.ndarray, choice: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The distinct caption indices the views use, and for each view its position among them."""
+    flat = (data.caption_start[torch.as_tensor(rows, dtype=torch.long)].unsqueeze(1) + choice).flatten()
+    return torch.unique(flat, return_inverse=True)
+
+
+@torch.no_grad()
+def embed_views(model, data: PairData, rows: np.ndarray, cfg: MetricConfig, timer: Timer | None = None, desc=""):
+    """N × A × 2 × d: the image and a caption of each of A seeded views (see view_draws), l2-normalised."""
+    mean, std, size = models.image_norm(model)
+    timer = timer or Timer()
+    rows_t = torch.as_tensor(rows, dtype=torch.long)
+    params_t, choice_t = view_draws(data, rows, cfg)
 
     # each distinct caption of the scored rows is embedded once, then gathered per view
-    flat = (data.caption_start[rows_t].unsqueeze(1) + choice_t).flatten()
-    unique, inverse = torch.unique(flat, return_inverse=True)
+    unique, inverse = view_captions(data, rows, choice_t)
     text_emb = []
     for start in range(0, len(unique), cfg.batch_size * 2):
         with timer:

@@ -1,0 +1,50 @@
+"""MultiMem Explorer: `streamlit run app.py`. Navigation over pages/, the shared run picker, deep links.
+
+Runs are read from $MULTIMEM_RUNS (default runs/). A link holds the page, the run(s), the sample id and the
+filters in its query parameters; see multimem/app_ui.py for how pages keep the URL and their widgets in step.
+"""
+import streamlit as st
+
+from multimem import app_cache, explore
+
+st.set_page_config(page_title="MultiMem Explorer", page_icon=":material/psychology:", layout="wide")
+
+PAGES = {
+    "overview": st.Page("pages/overview.py", title="Overview", icon=":material/insights:", url_path="overview", default=True),
+    "browse": st.Page("pages/browse.py", title="Browse", icon=":material/grid_view:", url_path="browse"),
+    "sample": st.Page("pages/sample.py", title="Sample", icon=":material/image_search:", url_path="sample"),
+    "compare": st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:", url_path="compare"),
+    "runs": st.Page("pages/runs.py", title="Runs", icon=":material/list_alt:", url_path="runs"),
+}
+current = st.navigation(list(PAGES.values()))
+
+# A link opened at the app root (or with a page parameter) goes to its page, once per browser session.
+if not st.session_state.get("_opened"):
+    st.session_state["_opened"] = True
+    wanted = explore.parse_page(st.query_params.get("page"))
+    if wanted and PAGES[wanted].url_path != current.url_path:
+        st.switch_page(PAGES[wanted], query_params={k: st.query_params.get_all(k) for k in st.query_params})
+
+# The run picker shared by every page. A run named by the URL wins when the URL changed from outside.
+problems: list[str] = []
+runs = app_cache.scored_runs()
+url_run = explore.parse_run_name(st.query_params.get("run"), runs, problems)
+if url_run and url_run != st.session_state.get("_url_run"):
+    st.session_state["run"] = url_run
+if st.session_state.get("run") not in runs:
+    st.session_state["run"] = runs[0] if runs else None
+if problems and runs:
+    problems[-1] += f"; showing run '{st.session_state['run']}' instead"
+st.session_state["_link_problems"] = problems
+
+with st.sidebar:
+    if runs:
+        st.selectbox("Run", runs, key="run", help="The run every page shows (Compare: run A)")
+        status = app_cache.manifest(st.session_state["run"]).get("status")
+        if status != "complete":
+            st.caption(f"Status: {status}")
+    else:
+        st.caption("No scored runs yet.")
+    st.caption(f"Runs folder: `{app_cache.runs_root()}`")
+
+current.run()

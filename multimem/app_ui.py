@@ -1,0 +1,137 @@
+"""Streamlit pieces every page uses: the current run, the view in the URL, the share link, the image grid.
+
+The URL is the source of truth for a view. Each page parses st.query_params into its widgets when the URL changed
+from outside (a link opened, a page switch with parameters) and writes its widgets back into st.query_params at the
+end of every run, so the address bar always holds the view and a copied link restores it.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import streamlit as st
+
+from multimem import app_cache, explore
+from multimem.sources.twemoji import ATTRIBUTION
+
+Params = dict[str, "str | list[str]"]
+
+
+def query() -> dict[str, list[str]]:
+    """Every query parameter with all its values (repeated keys kept)."""
+    return {key: st.query_params.get_all(key) for key in st.query_params.keys()}
+
+
+def current_run() -> str | None:
+    """The run chosen in the sidebar picker (app.py), shared by all pages."""
+    return st.session_state.get("run")
+
+
+def _normal(params: Mapping[str, Any]) -> dict[str, list[str]]:
+    return {k: [str(x) for x in v] if isinstance(v, (list, tuple)) else [str(v)] for k, v in params.items()}
+
+
+def url_changed(page: str) -> bool:
+    """True when the URL differs from what this page last wrote: a link was opened or the page was entered."""
+    return _normal(query()) != st.session_state.get(f"_url_{page}")
+
+
+def seed(page: str, values: Mapping[str, Any]) -> None:
+    """Put the URL's view into the page's widgets (by key) when the URL changed or a widget has no state yet."""
+    fresh = url_changed(page)
+    for key, value in values.items():
+        if fresh or key not in st.session_state:
+            st.session_state[key] = value
+
+
+def view_params(page: str, params: Mapping[str, Any], run: str | None = None) -> Params:
+    out: Params = {"page": page}
+    run = run if run is not None else current_run()
+    if run:
+        out["run"] = run
+    out.update({k: v for k, v in params.items() if v not in (None, "", [])})
+    return out
+
+
+def write_view(page: str, params: Mapping[str, Any]) -> Params:
+    """Put the page's view in the address bar (only when it changed) and remember it."""
+    full = view_params(page, params)
+    if _normal(full) != _normal(query()):
+        st.query_params.from_dict(full)
+    st.session_state[f"_url_{page}"] = _normal(full)
+    st.session_state["_url_run"] = full.get("run")
+    return full
+
+
+def share(page: str, params: Mapping[str, Any]) -> None:
+    """The view as a link with a copy button (st.code has one), absolute when the browser told us the URL."""
+    base = _base_url()
+    with st.popover(":material/link: Copy link", help="A link that opens exactly this view"):
+        st.code(explore.link(page, view_params(page, params), base), language=None, wrap_lines=True)
+        st.caption("Links hold run names and sample ids only. Anyone with access to this dashboard and the same "
+                   "runs folder sees the same view.")
+
+
+def _base_url() -> str:
+    url = st.context.url or ""
+    if not url:
+        return ""
+    # st.context.url is the page's address (…/browse); links are built from the app root
+    for page in explore.PAGES:
+        if url.rstrip("/").endswith("/" + page):
+            return url.rstrip("/")[: -len(page) - 1]
+    return url.rstrip("/")
+
+
+def show_problems(problems: Sequence[str]) -> None:
+    """Friendly notes for what a link asked for but could not be shown (no tracebacks)."""
+    for p in dict.fromkeys(problems):
+        st.warning(p[0].upper() + p[1:] + ".", icon=":material/link_off:")
+
+
+def link_problems() -> list[str]:
+    return list(st.session_state.get("_link_problems", []))
+
+
+def no_runs() -> None:
+    root = app_cache.runs_root()
+    st.info(
+        f"No scored runs in `{root}` yet. Make one:\n\n"
+        "- `make run` trains and scores the Twemoji demo, then opens this dashboard;\n"
+        "- or `python -m multimem demo --fast` (a one-minute run) and reload this page;\n"
+        "- or start a run from the **Runs** page.",
+        icon=":material/info:",
+    )
+
+
+def attribution(manifest: Mapping[str, Any]) -> None:
+    source = ((manifest.get("dataset") or {}).get("source") or {}).get("kind")
+    if source == "twemoji":
+        st.caption(ATTRIBUTION)
+
+
+def grid(cards: Sequence[explore.Card]) -> None:
+    if cards:
+        st.html(explore.grid_html(cards))
+
+
+def sample_card(run: str, row: Mapping[str, Any], lines: list[str] | None = None, score: float | None = None) -> explore.Card:
+    """A grid tile for one sample, linking to its Sample page."""
+    injected = bool(row.get("injected")) if row.get("injected") is not None else False
+    return explore.Card(
+        image=app_cache.thumbnail(str(row["image_ref"])),
+        caption=str(row["caption"]),
+        href=explore.link("sample", {"run": run, "id": str(row["id"])}),
+        score=score,
+        lines=lines or [],
+        badge="injected mis-caption" if injected else None,
+    )
+
+
+def fmt(value: Any, digits: int = 3, signed: bool = False) -> str:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return "–"
+    if v != v:
+        return "–"
+    return f"{v:+.{digits}f}" if signed else f"{v:.{digits}f}"

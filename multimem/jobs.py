@@ -1,0 +1,121 @@
+"""Background runs started from the dashboard: the CLI as a subprocess, its log, and its state.
+
+The app never trains in its own process (DESIGN.md): it starts `python -m multimem train --all ...`, writes the
+job's output to <runs root>/<name>/job.log, and reads progress from the run's manifest (manifest["progress"]).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from multimem.runs import Run, RunError, check_name
+
+LOG = "job.log"
+INFO = "job.json"
+SOURCES = ("twemoji", "csv", "wds", "coco")
+
+
+@dataclass
+class JobRequest:
+    """What the Runs page's form asks for; None means the preset's value."""
+
+    name: str
+    source: str = "twemoji"
+    path: str | None = None
+    limit: int | None = None
+    fast: bool = True
+    model: str | None = None
+    candidate: float | None = None
+    extra: float | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    augmentations: int | None = None
+    heldout_size: int | None = None
+    inject: float | None = None
+    seed: int | None = None
+
+    def check(self, root: Path) -> None:
+        check_name(self.name)
+        if Run(root, self.name).exists() or (Path(root) / self.name / INFO).exists():
+            raise RunError(f"a run named {self.name!r} already exists; pick another name")
+        if self.source not in SOURCES:
+            raise RunError(f"source must be one of {', '.join(SOURCES)}")
+        if self.source != "twemoji" and not self.path:
+            raise RunError(f"the {self.source} source needs a path (the file or folder to read)")
+
+
+def command(req: JobRequest, root: Path, python: str = sys.executable) -> list[str]:
+    """argv of the job: the CLI with every option the user set (an argument list, never a shell string)."""
+    argv = [python, "-m", "multimem", "train", "--all", "--name", req.name, "--runs-root", str(root),
+            "--source", req.source]
+    if req.fast:
+        argv.append("--fast")
+    options = {
+        "--path": req.path, "--limit": req.limit, "--model": req.model, "--candidate": req.candidate,
+        "--extra": req.extra, "--epochs": req.epochs, "--batch-size": req.batch_size,
+        "--augmentations": req.augmentations, "--heldout-size": req.heldout_size, "--inject": req.inject,
+        "--seed": req.seed,
+    }
+    for flag, value in options.items():
+        if value is not None and value != "":
+            argv += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    return argv
+
+
+def start(req: JobRequest, root: Path) -> subprocess.Popen:
+    """Start the job detached from the app's session; its output goes to the run's job.log."""
+    root = Path(root)
+    req.check(root)
+    folder = root / req.name
+    folder.mkdir(parents=True, exist_ok=True)
+    argv = command(req, root)
+    log = open(folder / LOG, "w", encoding="utf-8")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TQDM_MININTERVAL": "2"}
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                            start_new_session=True, cwd=os.getcwd())
+    log.close()
+    (folder / INFO).write_text(json.dumps({"pid": proc.pid, "argv": argv, "request": asdict(req),
+                                           "started": time.time()}), encoding="utf-8")
+    return proc
+
+
+def log_tail(root: Path, name: str, lines: int = 30) -> str:
+    """The last lines of a job's log (progress bars' carriage returns folded into lines)."""
+    path = Path(root) / check_name(name) / LOG
+    if not path.is_file():
+        return ""
+    with open(path, "rb") as fh:
+        fh.seek(max(0, path.stat().st_size - 64_000))
+        text = fh.read().decode("utf-8", errors="replace")
+    text = text.replace("\r", "\n")
+    return "\n".join([line for line in text.splitlines() if line.strip()][-lines:])
+
+
+def state(root: Path, name: str, returncode: int | None = None) -> dict:
+    """status (starting / running / failed / complete / incomplete), progress, error, stages done.
+
+    `returncode` is the job's exit code when this app started it and it has ended: a job that died before it
+    wrote a manifest (a bad option, an import error) is 'failed' with its log as the reason.
+    """
+    run = Run(root, name)
+    out: dict = {"status": "starting", "progress": None, "error": None, "stages": {}}
+    if run.exists():
+        m = run.manifest()
+        out.update(status=run.status(), progress=m.get("progress"), error=m.get("error"), stages=m.get("stages") or {})
+    if returncode not in (None, 0) and out["status"] in ("starting", "running", "incomplete"):
+        out["status"] = "failed"
+        out["error"] = out["error"] or f"the job exited with code {returncode}; see its log"
+    elif returncode == 0 and out["status"] == "starting":
+        out["status"] = "incomplete"
+    return out
+
+
+def progress_fraction(progress: dict | None) -> float:
+    if not progress or not progress.get("total"):
+        return 0.0
+    return max(0.0, min(1.0, float(progress.get("done", 0)) / float(progress["total"])))

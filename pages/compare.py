@@ -1,0 +1,128 @@
+"""Compare: two runs (e.g. a baseline and a mitigated run) on one scale, never on per-run ranges."""
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from multimem import app_cache, app_ui, explore
+from multimem.splits import CANDIDATE
+
+app_ui.show_problems(app_ui.link_problems())
+name = app_ui.current_run()
+if not name:
+    app_ui.no_runs()
+    st.stop()
+
+runs = app_cache.scored_runs()
+others = [r for r in runs if r != name]
+st.title("Compare runs")
+if not others:
+    st.info("Compare needs a second scored run: for example `python -m multimem demo --fast --name other --seed 1`, "
+            "a mitigated run, or a run scored from your own checkpoints.", icon=":material/info:")
+    st.stop()
+
+query = app_ui.query()
+problems: list[str] = []
+wanted_b = explore.parse_run_name((query.get("vs") or [None])[-1], others, problems)
+mode = (query.get("norm") or ["shared"])[-1]
+if mode not in explore.COMPARE_MODES:
+    problems.append(f"'norm={mode}' is not one of {', '.join(explore.COMPARE_MODES)}; using shared")
+    mode = "shared"
+subset = (query.get("subset") or [CANDIDATE])[-1]
+if subset not in explore.SCORED_SUBSETS:
+    problems.append(f"unknown subset '{subset}'; using {CANDIDATE}")
+    subset = CANDIDATE
+app_ui.show_problems(problems)
+parent = (app_cache.manifest(name).get("lineage") or {}).get("parent")
+app_ui.seed("compare", {"c_b": wanted_b or (parent if parent in others else others[0]), "c_mode": mode, "c_subset": subset})
+if st.session_state["c_b"] not in others:
+    st.session_state["c_b"] = others[0]
+
+c1, c2, c3 = st.columns([2, 3, 1])
+c1.markdown(f"**Run A:** {name} (the sidebar's run)")
+c1.selectbox("Run B", others, key="c_b")
+c2.radio("Compare on", list(explore.COMPARE_MODES), key="c_mode", format_func=explore.COMPARE_MODES.get,
+         help="A range taken per run rescales each run differently and can hide or invent a change (METHOD.md)")
+b, mode = st.session_state["c_b"], st.session_state["c_mode"]
+
+A, B = app_cache.scores(name), app_cache.scores(b)
+value_range = explore.shared_range(A, B)
+scale = ("raw differences CMC_f − CMC_g (no normalisation)" if mode == "raw"
+         else f"raw differences divided by one shared range, {value_range:.5f} (max − min over both runs' scored sets)")
+st.info(f"Both runs are compared on **{scale}**, not on each run's own range.", icon=":material/straighten:")
+
+# ---- means and their relative change
+means = explore.subset_means(A, B, mode, value_range)
+cols = st.columns(3)
+for col, rec in zip(cols, means.to_dict("records")):
+    rel = rec["relative change"]
+    col.metric(f"Mean on {rec['subset']}: B", f"{rec['B']:+.4f}",
+               delta=None if rel is None else f"{rel * 100:+.1f}% vs A ({rec['A']:+.4f})", delta_color="inverse")
+st.dataframe(means.style.format({"A": "{:+.5f}", "B": "{:+.5f}", "change": "{:+.5f}", "relative change": "{:+.1%}"}, na_rep="–"),
+             hide_index=True, width="stretch")
+
+# ---- overlaid distributions
+st.subheader("Score distributions")
+st.segmented_control("Subset", list(explore.SCORED_SUBSETS), key="c_subset", required=True,
+                     format_func=explore.SUBSET_LABELS.get)
+subset = st.session_state["c_subset"]
+params = {"vs": b, "norm": mode, "subset": subset if subset != CANDIDATE else None}
+app_ui.write_view("compare", params)
+with c3:
+    app_ui.share("compare", params)
+va = explore.compare_values(A, mode, value_range)[A["subset"] == subset].to_numpy(float)
+vb = explore.compare_values(B, mode, value_range)[B["subset"] == subset].to_numpy(float)
+both = pd.concat([pd.Series(va), pd.Series(vb)])
+fig = go.Figure()
+for label, values, colour in ((f"A: {name}", va, "#1f77b4"), (f"B: {b}", vb, "#d62728")):
+    if len(values):
+        x, counts, width = explore.histogram(values, 40, float(both.min()), float(both.max()))
+        fig.add_bar(x=x, y=counts, width=width, name=label, marker_color=colour, opacity=0.55)
+fig.update_layout(barmode="overlay", height=320, margin=dict(t=10, b=40), yaxis_title="pairs",
+                  xaxis_title="MultiMem (" + ("raw" if mode == "raw" else "shared range") + ")",
+                  legend=dict(orientation="h", y=1.1))
+st.plotly_chart(fig, width="stretch")
+
+# ---- utility side by side
+ua, ub = app_cache.manifest(name).get("utility") or {}, app_cache.manifest(b).get("utility") or {}
+if ua.get("f") and ub.get("f"):
+    st.subheader("Utility on S_E")
+    keys = [k for k in ua["f"] if "R@" in k or k == "zero_shot_top1"]
+    util = pd.DataFrame({f"{run} {tag}": [(u.get(tag) or {}).get(k) for k in keys]
+                         for run, u in (("A", ua), ("B", ub)) for tag in ("f", "g")}, index=keys)
+    util["B f − A f"] = util["B f"] - util["A f"]
+    st.dataframe(util.style.format("{:.3f}", na_rep="–"), width="stretch")
+
+# ---- per sample, where both runs scored the same candidates
+joined = explore.compare_join(A, B, mode, value_range)
+st.subheader("Per pair")
+if joined.empty:
+    st.caption("The two runs share no candidate pairs (different data or split), so there is no per-pair view.")
+else:
+    left, right = st.columns([1, 1.3])
+    lim = [float(min(joined["A"].min(), joined["B"].min())), float(max(joined["A"].max(), joined["B"].max()))]
+    sc = go.Figure()
+    sc.add_scatter(x=joined["A"], y=joined["B"], mode="markers", text=joined["caption"],
+                   marker=dict(size=6, color=joined["injected"].map({True: "#d62728", False: "#1f77b4"})),
+                   hovertemplate="%{text}<br>A %{x:.4f} · B %{y:.4f}<extra></extra>", name="candidates")
+    sc.add_scatter(x=lim, y=lim, mode="lines", line=dict(dash="dot", color="#999"), name="no change")
+    sc.update_layout(height=380, margin=dict(t=10, b=40), xaxis_title=f"A: {name}", yaxis_title=f"B: {b}",
+                     showlegend=False)
+    left.plotly_chart(sc, width="stretch")
+    left.caption(f"{len(joined):,} candidates scored in both runs; red: injected mis-captions. Below the line: "
+                 "less memorized in B.")
+    moved = joined.head(30).assign(
+        open_a=lambda d: [explore.link("sample", {"run": name, "id": i}) for i in d["id"]],
+        open_b=lambda d: [explore.link("sample", {"run": b, "id": i}) for i in d["id"]],
+    )
+    right.markdown("**The pairs whose score moved most**")
+    right.dataframe(
+        moved[["caption", "A", "B", "change", "injected", "open_a", "open_b"]], hide_index=True, width="stretch",
+        height=380,
+        column_config={
+            "A": st.column_config.NumberColumn(format="%+.4f"), "B": st.column_config.NumberColumn(format="%+.4f"),
+            "change": st.column_config.NumberColumn(format="%+.4f"),
+            "open_a": st.column_config.LinkColumn("in A", display_text="open"),
+            "open_b": st.column_config.LinkColumn("in B", display_text="open"),
+        },
+    )
+app_ui.attribution(app_cache.manifest(name))
