@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import copy
+import json
+import logging
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +30,16 @@ def register_configs() -> None:
 
 
 def model_config(name: str) -> dict[str, Any]:
+    """The open_clip config of a model name: a shipped or built-in name, or `local-dir:FOLDER`."""
     register_configs()
+    if name.startswith("hf-hub:"):
+        raise DataError(f"model {name!r}: nothing is fetched from a hub here; pass a local-dir: folder or a config name")
+    if name.startswith("local-dir:"):
+        path = Path(name[len("local-dir:"):]) / "open_clip_config.json"
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))["model_cfg"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise DataError(f"model {name!r}: cannot read model_cfg from {path} ({exc})") from None
     cfg = open_clip.get_model_config(name)
     if cfg is None:
         known = ", ".join(sorted(open_clip.list_models())[:12])
@@ -49,8 +61,27 @@ def create(name: str, seed: int | None = None, pretrained: str | None = None) ->
         raise DataError(f"checkpoint {pretrained}: file not found")
     if seed is not None:
         torch.manual_seed(seed)
-    model = open_clip.create_model(name, pretrained=pretrained, device="cpu", output_dict=True)
+    with _quiet_random_init():
+        model = open_clip.create_model(name, pretrained=pretrained, device="cpu", output_dict=True)
     return model
+
+
+class _NoRandomInitWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return "No pretrained weights loaded" not in msg and "no CLIP weights found" not in msg
+
+
+@contextmanager
+def _quiet_random_init():
+    """open_clip warns on every model made without weights; here that is the intent (from scratch / loaded after)."""
+    root = logging.getLogger()
+    filt = _NoRandomInitWarning()
+    root.addFilter(filt)
+    try:
+        yield
+    finally:
+        root.removeFilter(filt)
 
 
 def context_length(name: str) -> int:
@@ -78,6 +109,9 @@ def image_norm(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor, int]
 def image_norm_from_config(name: str) -> tuple[list, list, int]:
     cfg = model_config(name)
     pre = cfg.get("preprocess_cfg", {})
+    if name.startswith("local-dir:"):
+        path = Path(name[len("local-dir:"):]) / "open_clip_config.json"
+        pre = {**pre, **json.loads(path.read_text(encoding="utf-8")).get("preprocess_cfg", {})}
     size = cfg["vision_cfg"].get("image_size", 224)
     size = size[0] if isinstance(size, (tuple, list)) else size
     return pre.get("mean", list(open_clip.OPENAI_DATASET_MEAN)), pre.get("std", list(open_clip.OPENAI_DATASET_STD)), int(size)

@@ -147,47 +147,52 @@ def heldout_rows(data: PairData, cfg: MetricConfig) -> np.ndarray:
     return np.sort(np.random.default_rng(cfg.seed + 1).choice(extra, size=cfg.heldout_size, replace=False))
 
 
-def score(f, g, data: PairData, cfg: MetricConfig) -> tuple[pd.DataFrame, dict]:
-    """The scores table (one row per scored sample) and a summary with the normalisation range and timings."""
-    t0 = time.perf_counter()
-    timer = Timer()
-    rows = scored_rows(data, cfg)
-    held = heldout_rows(data, cfg)
-    out: dict[str, torch.Tensor] = {}
-    terms = {}
-    views = {}
+def score_rows(f, g, data: PairData, rows: np.ndarray, held: np.ndarray, cfg: MetricConfig, timer: Timer) -> pd.DataFrame:
+    """Raw scores and their parts for data rows (no normalisation: that needs the whole scored set)."""
+    cols: dict[str, np.ndarray] = {"row": rows}
+    terms, views = {}, {}
     for tag, model in (("f", f), ("g", g)):
         hi, ht = embed_clean(model, data, held, cfg.batch_size, timer)
-        held_emb = torch.stack([hi, ht], dim=1)  # M × 2 × d
-        v = embed_views(model, data, rows, cfg, timer, desc=f"score {tag}")
-        views[tag] = v
-        terms[tag] = metric.cmc(v, held_emb)
+        views[tag] = embed_views(model, data, rows, cfg, timer, desc=f"score {tag}")
+        terms[tag] = metric.cmc(views[tag], torch.stack([hi, ht], dim=1))  # H: M × 2 × d
         ci, ct = embed_clean(model, data, rows, cfg.batch_size, timer)
-        out[f"cos_{tag}"] = (ci * ct).sum(-1)
-    raw = metric.multimem(terms["f"], terms["g"])
-    norm, value_range = metric.normalise(raw)
-    table = pd.DataFrame(
-        {
-            "row": rows,
-            "multimem": norm.numpy(),
-            "multimem_raw": raw.numpy(),
-            "cmc_f": terms["f"].cmc.numpy(),
-            "cmc_g": terms["g"].cmc.numpy(),
-            "own_f": terms["f"].own.numpy(),
-            "held_f": terms["f"].held.numpy(),
-            "own_g": terms["g"].own.numpy(),
-            "held_g": terms["g"].held.numpy(),
-            "sslmem_image": metric.sslmem(views["f"][:, :, 0], views["g"][:, :, 0]).numpy(),
-            "sslmem_text": metric.sslmem(views["f"][:, :, 1], views["g"][:, :, 1]).numpy(),
-            "cos_f": out["cos_f"].numpy(),
-            "cos_g": out["cos_g"].numpy(),
-        }
-    )
+        cols[f"cos_{tag}"] = (ci * ct).sum(-1).numpy()
+    cols["multimem_raw"] = metric.multimem(terms["f"], terms["g"]).numpy()
+    for tag in ("f", "g"):
+        cols[f"cmc_{tag}"] = terms[tag].cmc.numpy()
+        cols[f"own_{tag}"] = terms[tag].own.numpy()
+        cols[f"held_{tag}"] = terms[tag].held.numpy()
+    for m, name in ((0, "image"), (1, "text")):
+        cols[f"sslmem_{name}"] = metric.sslmem(views["f"][:, :, m], views["g"][:, :, m]).numpy()
+    return pd.DataFrame(cols)
+
+
+COLUMNS = ["row", "multimem", "multimem_raw", "cmc_f", "cmc_g", "own_f", "held_f", "own_g", "held_g",
+           "sslmem_image", "sslmem_text", "cos_f", "cos_g"]
+
+
+def score(f, g, data: PairData, cfg: MetricConfig) -> tuple[pd.DataFrame, dict] | tuple[None, None]:
+    """The scores table (one row per scored sample) and a summary with the normalisation range and timings.
+
+    Under torchrun every rank scores its shard and rank 0 gets the whole table; other ranks get (None, None).
+    """
+    from multimem import distributed
+
+    t0 = time.perf_counter()
+    timer = Timer()
+    rows, held = scored_rows(data, cfg), heldout_rows(data, cfg)
+    table = distributed.gather_frames(score_rows(f, g, data, distributed.shard(rows), held, cfg, timer))
+    if table is None:
+        return None, None
+    norm, value_range = metric.normalise(torch.as_tensor(table["multimem_raw"].to_numpy()))
+    table["multimem"] = norm.numpy()
+    raw = table["multimem_raw"]
     summary = {
         "normalisation": {"method": "range", "range": value_range, "min": float(raw.min()), "max": float(raw.max())},
         "n_scored": int(len(rows)),
         "heldout": int(len(held)),
+        "processes": distributed.world_size(),
         "seconds": time.perf_counter() - t0,
         "forward_seconds": timer.seconds,
     }
-    return table, summary
+    return table[COLUMNS], summary
