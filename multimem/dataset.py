@@ -67,7 +67,8 @@ class PairData:
     subset: np.ndarray  # str per sample
     injected: np.ndarray  # bool per sample
     original_caption: list[str | None]
-    images: torch.Tensor  # uint8 N×3×S×S
+    images: torch.Tensor | StreamedImages  # uint8 N×3×S×S, or decoded per batch
+    workers: int = 2  # DataLoader workers that decode streamed images ahead of the model
     tokens: torch.Tensor | None = None  # all captions, flat: T×L
     caption_start: torch.Tensor | None = None  # N
     caption_count: torch.Tensor | None = None  # N
@@ -115,6 +116,73 @@ class PairData:
         return df
 
 
+class StreamedImages:
+    """Images decoded when a batch asks for them: memory stays flat however many samples there are.
+
+    Supports what the code asks of the in-memory uint8 tensor: `len()` and indexing by a tensor of rows.
+    """
+
+    def __init__(self, source: DataSource, refs: list[str], size: int) -> None:
+        self.source, self.refs, self.size = source, list(refs), size
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def __getitem__(self, rows) -> torch.Tensor:
+        if isinstance(rows, (list, np.ndarray)) or (isinstance(rows, torch.Tensor) and rows.dtype == torch.bool):
+            rows = torch.as_tensor(rows)
+        if isinstance(rows, torch.Tensor) and rows.dtype == torch.bool:
+            rows = rows.nonzero().flatten()
+        rows = rows.tolist() if isinstance(rows, torch.Tensor) else list(rows)
+        return torch.stack([imgs.to_tensor(self.source.open_image(self.refs[i]), self.size) for i in rows])
+
+    def subset(self, keep: list[int]) -> "StreamedImages":
+        return StreamedImages(self.source, [self.refs[i] for i in keep], self.size)
+
+
+class _RowBatches(torch.utils.data.Dataset):
+    def __init__(self, images, batches: list[torch.Tensor]) -> None:
+        self.images, self.batches = images, batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.images[self.batches[i]]
+
+
+def image_batches(images, rows: torch.Tensor, batch_size: int, workers: int = 2):
+    """Yield (row batch, uint8 images) over `rows`; streamed images are decoded by DataLoader workers ahead."""
+    batches = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
+    if isinstance(images, torch.Tensor) or workers <= 0:
+        for b in batches:
+            yield b, images[b]
+        return
+    loader = torch.utils.data.DataLoader(_RowBatches(images, batches), batch_size=None, num_workers=workers,
+                                         prefetch_factor=2, persistent_workers=False)
+    yield from zip(batches, loader)
+
+
+def validate_images(source: DataSource, pairs: list[Pair], workers: int = 4) -> list[bool]:
+    """Decode every image once and forget it (streaming mode): unreadable ones are recorded and flagged False."""
+
+    def one(p: Pair):
+        try:
+            source.open_image(p.image_ref)
+            return None
+        except (imgs.ImageError, OSError) as exc:
+            return str(exc)
+
+    ok = []
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        for p, err in zip(pairs, tqdm(pool.map(one, pairs), total=len(pairs), desc="check images", unit="img",
+                                      leave=False)):
+            if err:
+                source.skip(p.image_ref, err)
+            ok.append(err is None)
+    return ok
+
+
 def load_images(source: DataSource, pairs: list[Pair], size: int, workers: int = 4) -> tuple[torch.Tensor, list[bool]]:
     """Decode every image to uint8 size×size; undecodable ones are recorded with source.skip and flagged False."""
 
@@ -146,16 +214,25 @@ def build(
     inject_seed: int,
     store_size: int,
     workers: int = 4,
+    stream: bool = False,
 ) -> PairData:
-    """Source -> decoded, split, mis-caption-injected samples (split after skipping unusable images)."""
+    """Source -> decoded, split, mis-caption-injected samples (split after skipping unusable images).
+
+    stream=False decodes every image into one uint8 tensor (fast training on small data); stream=True keeps only
+    references and decodes batches on demand (flat memory for large scored sets).
+    """
     pairs = source.pairs()
-    images, ok = load_images(source, pairs, store_size, workers)
+    if stream:
+        ok = validate_images(source, pairs, workers)
+        images = StreamedImages(source, [p.image_ref for p in pairs], store_size)
+    else:
+        images, ok = load_images(source, pairs, store_size, workers)
     keep = [i for i, good in enumerate(ok) if good]
     pairs = [pairs[i] for i in keep]
-    images = images[keep]
+    images = images.subset(keep) if stream else images[keep]
     split = make_split([p.id for p in pairs], sizes, split_seed)
     used = [i for i, p in enumerate(pairs) if p.id in split]
-    pairs, images = [pairs[i] for i in used], images[used]
+    pairs, images = [pairs[i] for i in used], (images.subset(used) if stream else images[used])
     pairs, injected = inject_miscaptions(pairs, split, inject_fraction, inject_seed)
     return PairData(
         pairs=pairs,

@@ -1,6 +1,6 @@
 """FAISS indices over f's image and text embeddings of the training samples (S_S ∪ S_C).
 
-Exact inner product (IndexFlatIP) on l2-normalised vectors: cosine similarity, no approximation.
+Inner product on l2-normalised vectors (cosine similarity): exact (IndexFlatIP) up to EXACT_MAX vectors, IVF above.
 Neighbours can be asked for by image, by text, or across modalities (image -> captions, caption -> images).
 """
 from __future__ import annotations
@@ -20,9 +20,36 @@ KINDS = {  # query modality, index modality
 }
 
 
-def build(vectors: np.ndarray) -> faiss.Index:
-    index = faiss.IndexFlatIP(vectors.shape[1])
-    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+# Up to this many vectors an exact flat index answers a query in a few milliseconds on a laptop CPU
+# (docs/benchmarks.md: about 5 ms at 100k × 128); above it, an IVF index keeps queries fast at a small recall cost.
+EXACT_MAX = 200_000
+IVF_NPROBE = 32
+
+
+def plan(n: int, exact_max: int = EXACT_MAX) -> dict:
+    """The index kind and parameters for n vectors (recorded in the run manifest)."""
+    if n <= exact_max:
+        return {"kind": "IndexFlatIP", "exact": True}
+    nlist = int(4 * np.sqrt(n))
+    return {"kind": "IndexIVFFlat", "exact": False, "nlist": nlist, "nprobe": IVF_NPROBE,
+            "train_size": int(min(n, 40 * nlist))}  # faiss asks for at least 39 points per list
+
+
+def build(vectors: np.ndarray, params: dict | None = None) -> faiss.Index:
+    """Inner-product index over l2-normalised vectors: exact (flat) or IVF, as `plan` says."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    params = params or plan(len(vectors))
+    d = vectors.shape[1]
+    if params["kind"] == "IndexFlatIP":
+        index = faiss.IndexFlatIP(d)
+    else:
+        quantizer = faiss.IndexFlatIP(d)
+        index = faiss.IndexIVFFlat(quantizer, d, params["nlist"], faiss.METRIC_INNER_PRODUCT)
+        rng = np.random.default_rng(0)
+        sample = vectors[rng.choice(len(vectors), size=params["train_size"], replace=False)]
+        index.train(sample)
+        index.nprobe = params["nprobe"]
+    index.add(vectors)
     return index
 
 
@@ -31,14 +58,20 @@ def save(index: faiss.Index, path: Path) -> None:
         faiss.write_index(index, str(tmp))
 
 
-def load(path: Path) -> faiss.Index:
-    return faiss.read_index(str(path))
+def load(path: Path, nprobe: int = IVF_NPROBE) -> faiss.Index:
+    """Memory-mapped and read-only: processes (and app sessions) share the pages instead of copying the index."""
+    index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+    if hasattr(index, "nprobe"):
+        faiss.extract_index_ivf(index).nprobe = nprobe
+    return index
 
 
 class NeighbourIndex:
     """Neighbours of any sample of a run (scored or not) among the training samples, through saved indices."""
 
     def __init__(self, index: dict[str, faiss.Index], index_rows: np.ndarray, embeddings: dict[str, np.ndarray]):
+        # one query at a time: OpenMP threads cost more than they bring (8× slower on a busy 2-core machine)
+        faiss.omp_set_num_threads(1)
         self.index = index  # modality -> faiss index over the training rows
         self.index_rows = index_rows  # position in the index -> row of the samples table
         self.embeddings = embeddings  # modality -> all samples' f embeddings (row order of the samples table)

@@ -10,7 +10,7 @@ import torch
 from tqdm.auto import tqdm
 
 from multimem import augment, metric, models
-from multimem.dataset import PairData
+from multimem.dataset import PairData, image_batches
 from multimem.splits import CANDIDATE, EXTRA, INDEPENDENT, SHARED
 
 TEXT_MODES = ("captions", "identity")
@@ -67,9 +67,8 @@ def embed_clean(model, data: PairData, rows: np.ndarray, batch_size: int = 512, 
     timer = timer or Timer()
     rows_t = torch.as_tensor(rows, dtype=torch.long)
     img, txt = [], []
-    for start in range(0, len(rows_t), batch_size):
-        batch = rows_t[start : start + batch_size]
-        x = augment.normalise(augment.clean_view(data.images[batch], size), mean, std)
+    for batch, pixels in image_batches(data.images, rows_t, batch_size, data.workers):
+        x = augment.normalise(augment.clean_view(pixels, size), mean, std)
         tokens = data.caption_tokens(batch)
         with timer:
             img.append(encode_images(model, x))
@@ -121,11 +120,12 @@ def embed_views(model, data: PairData, rows: np.ndarray, cfg: MetricConfig, time
 
     a = cfg.augmentations
     per_batch = max(1, cfg.batch_size // a)
-    image = []
-    for start in tqdm(range(0, len(rows_t), per_batch), desc=desc or "embed views", unit="batch", leave=False):
-        batch = rows_t[start : start + per_batch]
-        imgs = data.images[batch].repeat_interleave(a, 0)
-        x = augment.normalise(augment.apply_views(imgs, params_t[start : start + per_batch].flatten(0, 1), size), mean, std)
+    image, start = [], 0
+    batches = image_batches(data.images, rows_t, per_batch, data.workers)
+    for batch, pixels in tqdm(batches, total=-(-len(rows_t) // per_batch), desc=desc or "embed views", unit="batch", leave=False):
+        views = params_t[start : start + len(batch)].flatten(0, 1)
+        start += len(batch)
+        x = augment.normalise(augment.apply_views(pixels.repeat_interleave(a, 0), views, size), mean, std)
         with timer:
             image.append(encode_images(model, x).view(len(batch), a, -1))
     image_t = torch.cat(image) if image else torch.zeros(0, a, text.shape[-1])
@@ -184,7 +184,7 @@ def score(f, g, data: PairData, cfg: MetricConfig) -> tuple[pd.DataFrame, dict] 
     table = distributed.gather_frames(score_rows(f, g, data, distributed.shard(rows), held, cfg, timer))
     if table is None:
         return None, None
-    norm, value_range = metric.normalise(torch.as_tensor(table["multimem_raw"].to_numpy()))
+    norm, value_range = metric.normalise(torch.from_numpy(table["multimem_raw"].to_numpy(copy=True)))
     table["multimem"] = norm.numpy()
     raw = table["multimem_raw"]
     summary = {
