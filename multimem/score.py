@@ -1,6 +1,7 @@
 """Runs f and g over augmented views of the scored samples and calls the metric (METHOD.md sections 2-3)."""
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -103,33 +104,36 @@ def view_captions(data: PairData, rows: np.ndarray, choice: torch.Tensor) -> tup
 
 
 @torch.no_grad()
-def embed_views(model, data: PairData, rows: np.ndarray, cfg: MetricConfig, timer: Timer | None = None, desc=""):
-    """N × A × 2 × d: the image and a caption of each of A seeded views (see view_draws), l2-normalised."""
+def iter_views(model, data: PairData, rows: np.ndarray, cfg: MetricConfig, timer: Timer | None = None, desc=""):
+    """Yield (start, views) over data rows in batches; views is B × A × 2 × d (image and caption of each view).
+
+    Only one batch of embeddings exists at a time, so memory does not grow with the number of scored samples.
+    Within a batch each distinct caption is embedded once and gathered per view.
+    """
     mean, std, size = models.image_norm(model)
     timer = timer or Timer()
     rows_t = torch.as_tensor(rows, dtype=torch.long)
     params_t, choice_t = view_draws(data, rows, cfg)
-
-    # each distinct caption of the scored rows is embedded once, then gathered per view
-    unique, inverse = view_captions(data, rows, choice_t)
-    text_emb = []
-    for start in range(0, len(unique), cfg.batch_size * 2):
-        with timer:
-            text_emb.append(encode_texts(model, data.tokens[unique[start : start + cfg.batch_size * 2]]))
-    text = torch.cat(text_emb)[inverse].view(len(rows_t), cfg.augmentations, -1)
-
     a = cfg.augmentations
     per_batch = max(1, cfg.batch_size // a)
-    image, start = [], 0
+    start = 0
     batches = image_batches(data.images, rows_t, per_batch, data.workers)
-    for batch, pixels in tqdm(batches, total=-(-len(rows_t) // per_batch), desc=desc or "embed views", unit="batch", leave=False):
-        views = params_t[start : start + len(batch)].flatten(0, 1)
-        start += len(batch)
-        x = augment.normalise(augment.apply_views(pixels.repeat_interleave(a, 0), views, size), mean, std)
+    for batch, pixels in tqdm(batches, total=-(-len(rows_t) // per_batch), desc=desc or "embed views", unit="batch",
+                              leave=False, mininterval=1 if sys.stderr.isatty() else 30):
+        end = start + len(batch)
+        x = augment.normalise(augment.apply_views(pixels.repeat_interleave(a, 0), params_t[start:end].flatten(0, 1), size), mean, std)
+        unique, inverse = view_captions(data, batch.numpy(), choice_t[start:end])
         with timer:
-            image.append(encode_images(model, x).view(len(batch), a, -1))
-    image_t = torch.cat(image) if image else torch.zeros(0, a, text.shape[-1])
-    return torch.stack([image_t, text], dim=2)
+            image = encode_images(model, x).view(len(batch), a, -1)
+            text = encode_texts(model, data.tokens[unique])[inverse].view(len(batch), a, -1)
+        yield start, torch.stack([image, text], dim=2)
+        start = end
+
+
+def embed_views(model, data: PairData, rows: np.ndarray, cfg: MetricConfig, timer: Timer | None = None, desc=""):
+    """N × A × 2 × d: all views of data rows at once (see iter_views), l2-normalised."""
+    parts = [v for _, v in iter_views(model, data, rows, cfg, timer, desc)]
+    return torch.cat(parts) if parts else torch.zeros(0, cfg.augmentations, 2, 0)
 
 
 def scored_rows(data: PairData, cfg: MetricConfig) -> np.ndarray:
@@ -149,21 +153,27 @@ def heldout_rows(data: PairData, cfg: MetricConfig) -> np.ndarray:
 
 def score_rows(f, g, data: PairData, rows: np.ndarray, held: np.ndarray, cfg: MetricConfig, timer: Timer) -> pd.DataFrame:
     """Raw scores and their parts for data rows (no normalisation: that needs the whole scored set)."""
+    n = len(rows)
     cols: dict[str, np.ndarray] = {"row": rows}
-    terms, views = {}, {}
+    cmc, dist = {}, {}
     for tag, model in (("f", f), ("g", g)):
         hi, ht = embed_clean(model, data, held, cfg.batch_size, timer)
-        views[tag] = embed_views(model, data, rows, cfg, timer, desc=f"score {tag}")
-        terms[tag] = metric.cmc(views[tag], torch.stack([hi, ht], dim=1))  # H: M × 2 × d
+        h = metric.held_summary(torch.stack([hi, ht], dim=1))  # H: M × 2 × d -> d
+        own, held_term = np.zeros(n, np.float32), np.zeros(n, np.float32)
+        dist[tag] = np.zeros((2, n), np.float32)
+        for start, views in iter_views(model, data, rows, cfg, timer, desc=f"score {tag}"):
+            terms = metric.cmc(views, h)
+            end = start + len(views)
+            own[start:end], held_term[start:end] = terms.own.numpy(), terms.held.numpy()
+            for m in (0, 1):  # image, text: per-encoder view distance for SSLMem
+                dist[tag][m, start:end] = metric.view_distance(views[:, :, m]).numpy()
+        cmc[tag] = own - held_term
+        cols[f"own_{tag}"], cols[f"held_{tag}"], cols[f"cmc_{tag}"] = own, held_term, cmc[tag]
         ci, ct = embed_clean(model, data, rows, cfg.batch_size, timer)
         cols[f"cos_{tag}"] = (ci * ct).sum(-1).numpy()
-    cols["multimem_raw"] = metric.multimem(terms["f"], terms["g"]).numpy()
-    for tag in ("f", "g"):
-        cols[f"cmc_{tag}"] = terms[tag].cmc.numpy()
-        cols[f"own_{tag}"] = terms[tag].own.numpy()
-        cols[f"held_{tag}"] = terms[tag].held.numpy()
-    for m, name in ((0, "image"), (1, "text")):
-        cols[f"sslmem_{name}"] = metric.sslmem(views["f"][:, :, m], views["g"][:, :, m]).numpy()
+    cols["multimem_raw"] = cmc["f"] - cmc["g"]  # metric.multimem on the batched terms
+    cols["sslmem_image"] = dist["g"][0] - dist["f"][0]  # metric.sslmem: L(g, x) − L(f, x)
+    cols["sslmem_text"] = dist["g"][1] - dist["f"][1]
     return pd.DataFrame(cols)
 
 
