@@ -1,0 +1,87 @@
+"""Benchmark: scoring throughput and peak memory at growing scored-set sizes (streamed, synthetic images).
+
+    python bench/scoring_scale.py [--sizes 1000 10000 100000] [--augmentations 2] [--model mm-tiny]
+
+Each size runs in its own process so that its peak resident memory (ru_maxrss) is its own. Images are drawn
+procedurally from the sample id (a PNG encoded and decoded per access, as files would be), captions from a small
+vocabulary. Prints a Markdown table for docs/benchmarks.md.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+
+def child(n: int, augmentations: int, model_name: str) -> dict:
+    import torch
+    from PIL import Image
+
+    from multimem import models
+    from multimem.dataset import PairData, StreamedImages
+    from multimem.score import MetricConfig, Timer, score_rows
+    from multimem.sources.base import DataSource, Pair
+
+    words = "red green blue small large round square happy sad cat dog car tree house star moon".split()
+
+    class Synthetic(DataSource):
+        kind = "synthetic"
+
+        def _read(self):
+            rng = np.random.default_rng(0)
+            return [Pair(f"s{i}", str(i), (" ".join(rng.choice(words, 4)),)) for i in range(n)]
+
+        def open_image(self, ref):
+            rng = np.random.default_rng(int(ref))
+            buf = io.BytesIO()
+            Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(buf, "PNG")
+            return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+    source = Synthetic()
+    pairs = source.pairs()
+    data = PairData(pairs=pairs, subset=np.array(["candidate"] * n), injected=np.zeros(n, bool),
+                    original_caption=[None] * n, images=StreamedImages(source, [p.image_ref for p in pairs], 48),
+                    workers=1)
+    tok = models.fit_tokenizer(model_name, [p.caption for p in pairs[:2000]])
+    data.tokenize(tok)
+    f, g = models.create(model_name, seed=0).eval(), models.create(model_name, seed=1).eval()
+    cfg = MetricConfig(augmentations=augmentations, batch_size=256)
+    held = np.arange(min(n, 1000))
+    timer = Timer()
+    t = time.perf_counter()
+    table = score_rows(f, g, data, np.arange(n), held, cfg, timer)
+    seconds = time.perf_counter() - t
+    assert len(table) == n and np.isfinite(table["multimem_raw"]).all()
+    return {"n": n, "seconds": seconds, "forward": timer.seconds,
+            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
+    p.add_argument("--augmentations", type=int, default=2)
+    p.add_argument("--model", default="mm-tiny")
+    p.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child is not None:
+        print(json.dumps(child(args.child, args.augmentations, args.model)))
+        return
+    print(f"model {args.model}, A = {args.augmentations}, f and g, |H| = 1000, streamed images (1 decode worker)\n")
+    print("| scored samples | seconds | samples/s | s per 1k | forward share | peak RSS MB |")
+    print("|---|---|---|---|---|---|")
+    for n in args.sizes:
+        out = subprocess.run([sys.executable, __file__, "--child", str(n), "--augmentations", str(args.augmentations),
+                              "--model", args.model], capture_output=True, text=True, check=True)
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"| {n:,} | {r['seconds']:.1f} | {n / r['seconds']:.0f} | {r['seconds'] / n * 1000:.2f} | "
+              f"{r['forward'] / r['seconds']:.0%} | {r['peak_mb']:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
