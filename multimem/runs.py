@@ -36,7 +36,7 @@ class RunError(DataError):
 
 def check_name(name: str) -> str:
     """Run names become folder names: letters, digits, '.', '_', '-' only (no separators, no '..')."""
-    if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name:
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name) or ".." in name:
         raise RunError(
             f"invalid run name {name!r}: use 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
@@ -151,7 +151,7 @@ def list_runs(root: Path | str = DEFAULT_ROOT) -> pd.DataFrame:
     root = Path(root)
     rows = []
     for d in sorted(root.iterdir()) if root.is_dir() else []:
-        if not (d / "manifest.json").is_file() or not NAME_RE.match(d.name):
+        if not (d / "manifest.json").is_file() or not NAME_RE.fullmatch(d.name):
             continue
         run = Run(root, d.name)
         try:
