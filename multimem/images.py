@@ -8,7 +8,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 # Larger images are refused before they are decoded (decompression bombs).
@@ -79,8 +78,10 @@ def open_image(ref: str) -> Image.Image:
     return decode(read_bytes(ref), ref)
 
 
-def to_tensor(img: Image.Image, size: int) -> torch.Tensor:
+def to_tensor(img: Image.Image, size: int):
     """uint8 tensor 3×size×size (bicubic resize of the whole image; crops happen in augment)."""
+    import torch  # here, not at the top: the dashboard reads runs without loading torch
+
     if img.size != (size, size):
         img = img.resize((size, size), Image.BICUBIC)
     return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)

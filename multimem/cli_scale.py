@@ -1,0 +1,118 @@
+"""Command line for scale-out work: `split`, `export-split`, and `score` of external or distributed jobs.
+
+    multimem split --name RUN --source csv --path data.csv        # split only, no training
+    multimem export-split RUN --format csv|wds --out DIR          # open_clip_train lists + commands
+    multimem score RUN --model local-dir:DIR/model --f-checkpoint F.pt --g-checkpoint G.pt
+    torchrun --nproc_per_node N -m multimem score RUN             # scoring sharded across processes
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from multimem import distributed
+from multimem.runs import Run
+
+
+def cmd_split(args, build_config, base) -> int:
+    from multimem.pipeline import execute
+
+    cfg = build_config(args, base)
+    m = execute(Run(args.runs_root, args.name), cfg, stages=())
+    sizes = m["split"]["sizes"]
+    print(f"run {args.name}: split of {m['dataset']['n_samples']} samples: "
+          + ", ".join(f"{k} {v}" for k, v in sizes.items()))
+    print(f"  next: multimem export-split {args.name} --format csv --out DIR  (or multimem train --name {args.name})")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from multimem.external import export_split
+
+    written = export_split(Run(args.runs_root, args.name), args.format, args.out, all_captions=not args.first_caption,
+                           per_shard=args.per_shard)
+    print(f"exported run {args.name} ({args.format}): f {written['f_pairs']} pairs, g {written['g_pairs']} pairs")
+    print(f"  model folder: local-dir:{written['model']}")
+    print(f"  commands: {written['commands']}")
+    return 0
+
+
+def _worker_score(run: Run, cfg) -> None:
+    """A rank other than 0: embed this rank's shard; rank 0 gathers and writes (multimem.distributed)."""
+    from multimem import models
+    from multimem.dataset import build
+    from multimem.pipeline import load_pair, store_size
+    from multimem.score import score
+    from multimem.sources import open_source
+    from multimem.tokenizer import CompactTokenizer
+
+    data = build(open_source(cfg.source), cfg.split, cfg.split_seed, cfg.inject_fraction, cfg.inject_seed,
+                 store_size(cfg.model), cfg.workers, stream=getattr(cfg, "stream", False))
+    m = run.manifest()
+    data.tokenize(CompactTokenizer(cfg.model, models.context_length(cfg.model), (m.get("model") or {}).get("token_map")))
+    f, g, _ = load_pair(run, cfg)
+    score(f, g, data, cfg.metric)
+
+
+def cmd_score(args, build_config, existing, print_summary) -> int:
+    """Score a run (importing external checkpoints first if given); under torchrun, every rank takes a shard."""
+    from multimem.external import import_checkpoints
+    from multimem.pipeline import RunConfig, execute
+
+    distributed.init_from_env()
+    run = Run(args.runs_root, args.name)
+    if (args.f_checkpoint is None) != (args.g_checkpoint is None):
+        raise_error("give both --f-checkpoint and --g-checkpoint (the two models trained with and without S_C)")
+    if args.f_checkpoint:
+        if distributed.is_main():
+            import_checkpoints(run, args.model or RunConfig.from_dict(run.manifest()["config"]).model,
+                               Path(args.f_checkpoint), Path(args.g_checkpoint))
+        distributed.barrier()
+    run, cfg = existing(args)
+    new = build_config(args, cfg)
+    needed = new != cfg or not run.stage_done("score")
+    distributed.barrier()  # every rank has decided before rank 0 changes the manifest
+    if not needed:
+        if distributed.is_main():
+            print_summary(run.manifest())
+        return 0
+    if not distributed.is_main():
+        _worker_score(run, new)
+        return 0
+    if new != cfg:  # other metric settings: the scores and what derives from them are redone
+        m = run.manifest()
+        for s in ("score", "index"):
+            m.get("stages", {}).pop(s, None)
+        m["config"] = new.to_dict()
+        run.write_manifest(m)
+    print_summary(execute(run, new, ("score",)))
+    return 0
+
+
+def raise_error(message: str) -> None:
+    from multimem.sources.base import DataError
+
+    raise DataError(message)
+
+
+def add_score_options(s: argparse.ArgumentParser) -> None:
+    g = s.add_argument_group("externally trained checkpoints (e.g. from open_clip_train)")
+    g.add_argument("--model", default=None,
+                   help="open_clip model name or local-dir:FOLDER the checkpoints were trained with "
+                        "(default: the run's model; export-split writes FOLDER/model)")
+    g.add_argument("--f-checkpoint", default=None, help="f's checkpoint (trained on S_S ∪ S_C): epoch_N.pt or a state dict")
+    g.add_argument("--g-checkpoint", default=None, help="g's checkpoint (trained on S_S ∪ S_I)")
+
+
+def add_export_parser(sub) -> None:
+    e = sub.add_parser("export-split", help="write f's and g's training lists for open_clip_train, with the commands",
+                       description="Write the training lists of f (S_S ∪ S_C) and g (S_S ∪ S_I) as open_clip CSV or "
+                                   "webdataset shards, the model as an open_clip local-dir: folder, and COMMANDS.md "
+                                   "with the torchrun / SLURM commands for both trainings and for scoring after.")
+    e.add_argument("name", help="run name (made by `multimem split` or `multimem train`)")
+    e.add_argument("--format", choices=["csv", "wds"], default="csv", help="open_clip CSV or webdataset shards (default: %(default)s)")
+    e.add_argument("--out", type=Path, required=True, help="folder to write into")
+    e.add_argument("--first-caption", action="store_true",
+                   help="one row per image with its first caption (default: one row per caption)")
+    e.add_argument("--per-shard", type=int, default=1000, help="samples per webdataset shard (default: %(default)s)")
+    return e
