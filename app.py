@@ -10,7 +10,8 @@ from multimem import app_cache, explore
 st.set_page_config(page_title="MultiMem Explorer", page_icon=":material/psychology:", layout="wide")
 
 PAGES = {
-    "overview": st.Page("pages/overview.py", title="Overview", icon=":material/insights:", url_path="overview", default=True),
+    "overview": st.Page("pages/overview.py", title="Overview", icon=":material/insights:", url_path="overview",
+                        default=True),
     "browse": st.Page("pages/browse.py", title="Browse", icon=":material/grid_view:", url_path="browse"),
     "sample": st.Page("pages/sample.py", title="Sample", icon=":material/image_search:", url_path="sample"),
     "compare": st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:", url_path="compare"),
@@ -47,4 +48,8 @@ with st.sidebar:
         st.caption("No scored runs yet.")
     st.caption(f"Runs folder: `{app_cache.runs_root()}`")
 
-current.run()
+st.session_state["_via_app"] = True  # pages check it: see app_ui.through_app
+try:
+    current.run()
+finally:
+    st.session_state["_via_app"] = False

@@ -64,20 +64,25 @@ def manifest(name: str) -> dict:
 
 
 @st.cache_resource(show_spinner="Reading the scores table…", max_entries=6)
-def _scores(root: str, name: str, mtime: float) -> tuple[pd.DataFrame, pd.Series]:
-    table = Run(root, name).scores()
-    return table, explore.search_text(table)
+def _scores(root: str, name: str, mtime: float) -> pd.DataFrame:
+    return Run(root, name).scores()
 
 
 def scores(name: str) -> pd.DataFrame:
     """The run's scores table (shared object: do not modify)."""
     r = run(name)
-    return _scores(str(r.root), name, _mtime(r.path("scores.parquet")))[0]
+    return _scores(str(r.root), name, _mtime(r.path("scores.parquet")))
+
+
+@st.cache_resource(show_spinner=False, max_entries=6)
+def _search_text(root: str, name: str, mtime: float) -> pd.Series:
+    return explore.search_text(_scores(root, name, mtime))
 
 
 def scores_search_text(name: str) -> pd.Series:
+    """Lower-case captions of each scored row, built on the first caption search only."""
     r = run(name)
-    return _scores(str(r.root), name, _mtime(r.path("scores.parquet")))[1]
+    return _search_text(str(r.root), name, _mtime(r.path("scores.parquet")))
 
 
 @st.cache_resource(show_spinner=False, max_entries=6)
@@ -94,7 +99,7 @@ def samples(name: str) -> pd.DataFrame:
 
 @st.cache_resource(show_spinner=False, max_entries=6)
 def _scores_by_row(root: str, name: str, mtime: float) -> pd.DataFrame:
-    return _scores(root, name, mtime)[0].set_index("row", drop=False)
+    return _scores(root, name, mtime).set_index("row", drop=False)
 
 
 def scores_by_row(name: str) -> pd.DataFrame:

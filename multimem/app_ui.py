@@ -16,9 +16,30 @@ from multimem.sources.twemoji import ATTRIBUTION
 Params = dict[str, "str | list[str]"]
 
 
+def through_app() -> None:
+    """Pages run inside app.py. Streamlit runs a pages/ file on its own when its old pages/-folder mode is still
+    on (the first request after the server starts, if it is a deep link; every AppTest run): switch that mode
+    off, as st.navigation in app.py would have, and run again through app.py so the run picker applies."""
+    if not st.session_state.get("_via_app"):
+        from streamlit.runtime.pages_manager import PagesManager
+
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def query() -> dict[str, list[str]]:
     """Every query parameter with all its values (repeated keys kept)."""
     return {key: st.query_params.get_all(key) for key in st.query_params.keys()}
+
+
+def page_query(page: str) -> dict[str, list[str]]:
+    """The URL's view for this page; on entering the page from the menu (only page/run in the URL) the view this
+    page last showed in this session, so navigating away and back keeps the filters."""
+    q = query()
+    last = st.session_state.get(f"_url_{page}")
+    if last and set(q) <= {"page", "run"} and q.get("page", [page]) == [page]:
+        return {**last, **{k: v for k, v in q.items() if k == "run"}}
+    return q
 
 
 def current_run() -> str | None:
@@ -114,7 +135,8 @@ def grid(cards: Sequence[explore.Card]) -> None:
         st.html(explore.grid_html(cards))
 
 
-def sample_card(run: str, row: Mapping[str, Any], lines: list[str] | None = None, score: float | None = None) -> explore.Card:
+def sample_card(run: str, row: Mapping[str, Any], lines: list[str] | None = None,
+                score: float | None = None) -> explore.Card:
     """A grid tile for one sample, linking to its Sample page."""
     injected = bool(row.get("injected")) if row.get("injected") is not None else False
     return explore.Card(

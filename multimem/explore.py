@@ -26,6 +26,7 @@ from multimem.runs import RunError, check_name
 from multimem.splits import CANDIDATE, INDEPENDENT, SHARED
 
 SCORED_SUBSETS = (CANDIDATE, INDEPENDENT, SHARED)
+SUBSET_SHORT = {CANDIDATE: "S_C", INDEPENDENT: "S_I", SHARED: "S_S", "extra": "S_E"}
 SUBSET_LABELS = {CANDIDATE: "S_C candidates", INDEPENDENT: "S_I independent", SHARED: "S_S shared", "extra": "S_E extra"}
 PAGES = ("overview", "browse", "sample", "compare", "runs")
 # columns a user can sort by or put on a scatter axis, with the words the page shows
@@ -300,21 +301,22 @@ def search_text(df: pd.DataFrame) -> pd.Series:
 
 def filter_mask(df: pd.DataFrame, view: BrowseView, text: pd.Series | None = None) -> np.ndarray:
     """Rows matching every filter of the view (the scatter region included)."""
-    mask = df["subset"].isin(view.subsets).to_numpy()
+    # combined with `&`, never in place: pandas may hand out read-only arrays
+    mask = df["subset"].isin(view.subsets).to_numpy(dtype=bool)
     score = df["multimem"].to_numpy()
     if view.lo > -1.0:
-        mask &= score >= view.lo
+        mask = mask & (score >= view.lo)
     if view.hi < 1.0:
-        mask &= score <= view.hi
+        mask = mask & (score <= view.hi)
     if view.labels:
-        mask &= df["label"].isin(view.labels).to_numpy()
+        mask = mask & df["label"].isin(view.labels).to_numpy()
     if view.injected != "any":
-        mask &= df["injected"].to_numpy(dtype=bool) == (view.injected == "yes")
+        mask = mask & (df["injected"].to_numpy(dtype=bool) == (view.injected == "yes"))
     if view.text:
         haystack = text if text is not None else search_text(df)
-        mask &= haystack.str.contains(view.text.lower(), regex=False).to_numpy(dtype=bool)
+        mask = mask & haystack.str.contains(view.text.lower(), regex=False).to_numpy(dtype=bool)
     if view.region is not None:
-        mask &= view.region.contains(df[view.x].to_numpy(), df[view.y].to_numpy())
+        mask = mask & view.region.contains(df[view.x].to_numpy(), df[view.y].to_numpy())
     return mask
 
 
@@ -337,7 +339,7 @@ def page_of(rows: pd.DataFrame, page: int, per_page: int) -> tuple[pd.DataFrame,
     return rows.iloc[(page - 1) * per_page : page * per_page], page, pages
 
 
-def scatter_sample(rows: pd.DataFrame, limit: int = 4000, seed: int = 0) -> pd.DataFrame:
+def scatter_sample(rows: pd.DataFrame, limit: int = 3000, seed: int = 0) -> pd.DataFrame:
     """At most `limit` points for the scatter (seeded); the region still filters every row, not just these."""
     if len(rows) <= limit:
         return rows
@@ -416,7 +418,8 @@ def subset_means(a: pd.DataFrame, b: pd.DataFrame, mode: str, value_range: float
     va, vb = compare_values(a, mode, value_range), compare_values(b, mode, value_range)
     for s in SCORED_SUBSETS:
         ma, mb = float(va[a["subset"] == s].mean()), float(vb[b["subset"] == s].mean())
-        rows.append({"subset": SUBSET_LABELS[s], "A": ma, "B": mb, "change": mb - ma, "relative change": relative_change(ma, mb)})
+        rows.append({"subset": SUBSET_LABELS[s], "A": ma, "B": mb, "change": mb - ma,
+                     "relative change": relative_change(ma, mb)})
     return pd.DataFrame(rows)
 
 
@@ -432,13 +435,15 @@ def compare_join(a: pd.DataFrame, b: pd.DataFrame, mode: str, value_range: float
 # ---------------------------------------------------------------- thumbnails and cards
 
 def thumbnail_uri(image: Image.Image, size: int = 128) -> str:
-    """A PNG data URI of the image fitted into size×size (small emoji are enlarged, so they stay readable)."""
-    img = image.copy()
+    """A WebP data URI of the image fitted into size×size (small emoji are enlarged, so they stay readable).
+
+    WebP keeps a 128 px emoji near 1 KiB (PNG: about 10 KiB), so a page of cards stays small on the wire."""
+    img = image.convert("RGB")
     scale = size / max(img.size)
     img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.LANCZOS)
     buf = io.BytesIO()
-    img.save(buf, format="PNG", optimize=False)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    img.save(buf, format="WEBP", quality=90, method=4)
+    return "data:image/webp;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 PLACEHOLDER = (
@@ -528,27 +533,29 @@ def neighbour_agreement(caption: str, neighbour_captions: Sequence[Sequence[str]
 
 
 def explain(row: Mapping[str, Any], image_neighbour_captions: Sequence[Sequence[str]]) -> str:
-    """One or two sentences a reviewer can read: why f agrees with this pair more (or less) than g does."""
-    agree = neighbour_agreement(str(row["caption"]), image_neighbour_captions)
-    k = len(image_neighbour_captions)
+    """A few sentences a reviewer can read: why f agrees with this pair more (or less) than g does."""
+    trained_f = row.get("subset") in (CANDIDATE, SHARED)
+    trained_g = row.get("subset") in (INDEPENDENT, SHARED)
     parts = [
-        f"f (trained on this pair: {'yes' if row.get('subset') in (CANDIDATE, SHARED) else 'no'}) aligns image and "
-        f"caption at cosine {row.get('cos_f', float('nan')):.3f}; g (trained on it: "
-        f"{'yes' if row.get('subset') in (INDEPENDENT, SHARED) else 'no'}) at {row.get('cos_g', float('nan')):.3f}."
+        f"f ({'trained' if trained_f else 'not trained'} on this pair) aligns its image and caption at cosine "
+        f"{float(row.get('cos_f', float('nan'))):.3f}, g ({'trained' if trained_g else 'not trained'} on it) at "
+        f"{float(row.get('cos_g', float('nan'))):.3f}."
     ]
+    k = len(image_neighbour_captions)
+    agree = neighbour_agreement(str(row["caption"]), image_neighbour_captions)
+    memorized = float(row.get("multimem_raw", 0.0)) > 0
     if k:
-        share = round(agree * k)
-        if agree < 0.5:
-            parts.append(
-                f"Only {share} of its {k} nearest training images by look carry a caption like "
-                f"'{row['caption']}': nothing in the data ties this image to this caption, so a high score means "
-                "f learned the pair itself (memorization)."
-            )
-        else:
-            parts.append(
-                f"{share} of its {k} nearest training images by look carry a caption like '{row['caption']}': "
-                "the pair follows a pattern the data teaches, so a model can get it right without memorizing it."
-            )
+        parts.append(f"{round(agree * k)} of its {k} nearest training images (by f's image embedding) carry a caption "
+                     f"like '{row['caption']}'.")
+    if memorized and k and agree < 0.5:
+        parts.append("f still ties this image to this caption better than g does, although similar-looking training "
+                     "images say otherwise: the pattern of memorization (f learned this pair itself, not a rule the "
+                     "data teaches).")
+    elif memorized:
+        parts.append("f ties this image to this caption better than g does; similar training images carry similar "
+                     "captions, so part of that can be generalisation from them.")
+    else:
+        parts.append("f does not align this pair better than g: no sign that f memorized it.")
     if row.get("injected"):
         parts.append(f"This caption was swapped in on purpose (injected mis-caption); the image shows "
                      f"'{row.get('original_caption')}'.")

@@ -18,6 +18,13 @@ from multimem.runs import Run, RunError, check_name
 LOG = "job.log"
 INFO = "job.json"
 SOURCES = ("twemoji", "csv", "wds", "coco")
+# multimem.pipeline.STAGES, repeated so that the dashboard does not import torch to show a progress bar
+STAGES = ("train_f", "train_g", "score", "evaluate", "index")
+
+
+def shipped_models() -> list[str]:
+    """The shipped model configs (multimem.models.shipped_models without importing torch and open_clip)."""
+    return sorted(p.stem for p in (Path(__file__).parent / "model_configs").glob("*.json"))
 
 
 @dataclass
@@ -113,6 +120,23 @@ def state(root: Path, name: str, returncode: int | None = None) -> dict:
     elif returncode == 0 and out["status"] == "starting":
         out["status"] = "incomplete"
     return out
+
+
+def describe(state: dict) -> tuple[str | None, float, str]:
+    """The stage a job is in, how far it is (0..1) and a line for its progress bar.
+
+    Training reports steps in manifest["progress"]; the stages after it only mark themselves done, so for them the
+    bar shows stages done out of all."""
+    done = [s for s in STAGES if (state.get("stages") or {}).get(s) == "done"]
+    current = next((s for s in STAGES if s not in done), None)
+    progress = state.get("progress")
+    if current is None:
+        return None, 1.0, "finishing"
+    if progress and progress.get("stage") == current and progress.get("total"):
+        return current, progress_fraction(progress), f"{current}: {progress['done']}/{progress['total']} steps"
+    if state.get("status") == "starting" and not done:
+        return current, 0.0, "starting (loading data and libraries)"
+    return current, len(done) / len(STAGES), f"{current} (stage {len(done) + 1} of {len(STAGES)})"
 
 
 def progress_fraction(progress: dict | None) -> float:

@@ -5,6 +5,7 @@ import streamlit as st
 from multimem import app_cache, app_ui, explore
 from multimem.explore import BrowseView, Region
 
+app_ui.through_app()
 app_ui.show_problems(app_ui.link_problems())
 name = app_ui.current_run()
 if not name:
@@ -12,10 +13,10 @@ if not name:
     st.stop()
 
 table = app_cache.scores(name)
-text = app_cache.scores_search_text(name)
 labels = sorted(table["label"].dropna().astype(str).unique()) if "label" in table else []
-view, problems = explore.parse_browse(app_ui.query(), labels)
+view, problems = explore.parse_browse(app_ui.page_query("browse"), labels)
 app_ui.show_problems(problems)
+from_link = app_ui.url_changed("browse")  # the view comes from the URL, not from a widget change
 app_ui.seed("browse", {
     "b_subsets": list(view.subsets), "b_range": (view.lo, view.hi), "b_labels": list(view.labels), "b_q": view.text,
     "b_injected": view.injected, "b_sort": view.sort, "b_order": view.order, "b_n": view.per_page, "b_x": view.x,
@@ -30,7 +31,7 @@ def go_page(delta: int) -> None:
 
 
 def clear_selection() -> None:
-    st.session_state["b_sel"] = None
+    st.session_state["b_sel"] = st.session_state["_b_event"] = None
     st.session_state["b_chart"] = st.session_state.get("b_chart", 0) + 1  # a fresh chart drops its selection
 
 
@@ -38,13 +39,15 @@ title, share_col = st.columns([5, 1])
 title.title("Browse pairs")
 
 # ---- filters
-f1, f2, f3, f4, f5 = st.columns([2, 2, 2, 2, 1.3])
-f1.multiselect("Subsets", list(explore.SCORED_SUBSETS), key="b_subsets", format_func=explore.SUBSET_LABELS.get,
-               help="S_C is the memorization figure; S_I and S_S are its controls")
+f1, f2, f3, f4, f5 = st.columns([2, 2, 2, 2, 1.4])
+f1.multiselect("Subsets", list(explore.SCORED_SUBSETS), key="b_subsets", format_func=explore.SUBSET_SHORT.get,
+               help="S_C: candidates (f trained on them, g did not), the memorization figure. S_I: independent "
+                    "(g only) and S_S: shared (both), its controls.")
 f2.slider("Normalised score", -1.0, 1.0, key="b_range", step=0.01)
 f3.multiselect("Label / category", labels, key="b_labels", placeholder="any")
 f4.text_input("Caption contains", key="b_q", placeholder="e.g. cat", max_chars=200)
-f5.radio("Injected mis-caption", explore.INJECTED, key="b_injected", horizontal=True)
+f5.selectbox("Injected mis-captions", explore.INJECTED, key="b_injected",
+             format_func={"any": "any", "yes": "only injected", "no": "without injected"}.get)
 
 lo, hi = st.session_state["b_range"]
 filters = BrowseView(
@@ -53,53 +56,29 @@ filters = BrowseView(
     injected=st.session_state["b_injected"], sort=st.session_state["b_sort"], order=st.session_state["b_order"],
     per_page=st.session_state["b_n"], x=st.session_state["b_x"], y=st.session_state["b_y"],
 )
-# a new filter or axis starts again at page 1; new axes also drop the selection drawn on the old ones
+text = app_cache.scores_search_text(name) if filters.text else None
+# a filter or axis changed by hand starts again at page 1; new axes also drop the selection drawn on the old ones
 signature = (filters.subsets, filters.lo, filters.hi, filters.labels, filters.text, filters.injected, filters.sort,
              filters.order, filters.per_page)
-if st.session_state.get("_b_axes") not in (None, (filters.x, filters.y)):
+axes = (filters.x, filters.y)
+if not from_link and st.session_state.get("_b_axes") not in (None, axes):
     st.session_state["b_sel"] = None
-if st.session_state.get("_b_sig") not in (None, signature) or st.session_state.get("_b_axes") not in (None, (filters.x, filters.y)):
+if not from_link and (st.session_state.get("_b_sig") not in (None, signature)
+                      or st.session_state.get("_b_axes") not in (None, axes)):
     st.session_state["b_page"] = 1
-st.session_state["_b_sig"], st.session_state["_b_axes"] = signature, (filters.x, filters.y)
+st.session_state["_b_sig"], st.session_state["_b_axes"] = signature, axes
 
-left, right = st.columns([1, 2.3], gap="medium")
+left, right = st.columns([1.35, 2], gap="medium")
 
-# ---- scatter: a box or lasso on it filters the grid
-with left:
-    a1, a2 = st.columns(2)
-    a1.selectbox("x axis", list(explore.COLUMNS), key="b_x", format_func=explore.COLUMNS.get)
-    a2.selectbox("y axis", list(explore.COLUMNS), key="b_y", format_func=explore.COLUMNS.get)
-    unselected = table[explore.filter_mask(table, filters, text)]
-    points = explore.scatter_sample(unselected)
-    fig = go.Figure(go.Scattergl(
-        x=points[filters.x], y=points[filters.y], mode="markers", customdata=points["id"],
-        text=points["caption"], hovertemplate="%{text}<br>%{x:.4f}, %{y:.4f}<extra></extra>",
-        marker=dict(size=6, color=points["multimem"], colorscale="RdYlBu_r", cmin=-1, cmax=1,
-                    line=dict(width=points["injected"].map({True: 1.5, False: 0}).tolist(), color="black"),
-                    colorbar=dict(title="score", thickness=10)),
-    ))
-    region = Region.from_param(st.session_state["b_sel"]) if st.session_state["b_sel"] else None
-    if region is not None:
-        if region.kind == "box":
-            fig.add_shape(type="rect", x0=region.xs[0], x1=region.xs[1], y0=region.ys[0], y1=region.ys[1],
-                          line=dict(color="#333", dash="dash"))
-        else:
-            path = "M " + " L ".join(f"{x},{y}" for x, y in zip(region.xs, region.ys)) + " Z"
-            fig.add_shape(type="path", path=path, line=dict(color="#333", dash="dash"))
-    fig.update_layout(height=420, margin=dict(t=10, l=10, r=10, b=40), dragmode="lasso",
-                      xaxis_title=explore.COLUMNS[filters.x], yaxis_title=explore.COLUMNS[filters.y])
-    event = st.plotly_chart(fig, key=f"b_scatter_{st.session_state.get('b_chart', 0)}", on_select="rerun",
-                            selection_mode=("box", "lasso"), width="stretch")
-    picked = Region.from_plotly(event.selection) if event and event.selection else None
-    if picked is not None and picked.to_param() != st.session_state.get("_b_event"):
-        st.session_state["_b_event"] = picked.to_param()
-        st.session_state["b_sel"] = picked.to_param()
-        st.session_state["b_page"] = 1
-        region = picked
-    shown = f"{len(points):,} of {len(unselected):,} points shown" if len(points) < len(unselected) else f"{len(points):,} points"
-    st.caption(f"{shown}; black rings: injected mis-captions. Draw a box or lasso to filter the grid.")
-    if region is not None:
-        st.button("Clear selection", on_click=clear_selection, icon=":material/close:")
+# A box or lasso drawn on the scatter filters the grid. The chart's selection is read from its state before the
+# chart is drawn, so the grid can be sent first: the page shows pairs while plotly's JavaScript still loads.
+chart_key = f"b_scatter_{st.session_state.get('b_chart', 0)}"
+event = st.session_state.get(chart_key)
+picked = Region.from_plotly(event["selection"]) if event and event.get("selection") else None
+if picked is not None and picked.to_param() != st.session_state.get("_b_event"):
+    st.session_state["_b_event"] = st.session_state["b_sel"] = picked.to_param()
+    st.session_state["b_page"] = 1
+region = Region.from_param(st.session_state["b_sel"]) if st.session_state["b_sel"] else None
 
 view = BrowseView(**{**filters.__dict__, "region": region, "page": st.session_state["b_page"]})
 rows = explore.select(table, view, text)
@@ -109,11 +88,10 @@ view = BrowseView(**{**view.__dict__, "page": page})
 
 # ---- the grid
 with right:
-    s1, s2, s3 = st.columns([2, 2.4, 1])
+    s1, s2 = st.columns([1, 1.3])
     s1.selectbox("Sort by", list(explore.SORTS), key="b_sort", format_func=explore.SORTS.get)
     s2.segmented_control("Order", ["desc", "asc"], key="b_order", required=True,
-                         format_func={"desc": "Most memorized first", "asc": "Least memorized first"}.get)
-    s3.selectbox("Per page", explore.PER_PAGE, key="b_n")
+                         format_func={"desc": "Most memorized", "asc": "Least memorized"}.get)
     first = (page - 1) * view.per_page + 1
     st.caption(f"**{len(rows):,}** of {len(table):,} scored pairs match"
                + (f" · showing {first:,}–{first + len(page_rows) - 1:,}" if len(rows) else "")
@@ -122,17 +100,49 @@ with right:
         st.info("No pair matches these filters.", icon=":material/filter_alt_off:")
     cards = [
         app_ui.sample_card(name, r, score=float(r["multimem"]), lines=[
-            f"{explore.SUBSET_LABELS[r['subset']].split()[0]} · {r['label'] if r.get('label') is not None else ''}",
+            f"{explore.SUBSET_SHORT[r['subset']]}" + (f" · {r['label']}" if isinstance(r.get("label"), str) else ""),
             f"raw {r['multimem_raw']:+.4f} · cos_f {r['cos_f']:.2f}",
         ])
         for r in page_rows.to_dict("records")
     ]
     app_ui.grid(cards)
-    p1, p2, p3 = st.columns([1, 2, 1])
-    p1.button("Previous", on_click=go_page, args=(-1,), disabled=page <= 1, icon=":material/chevron_left:", width="stretch")
-    p2.number_input(f"Page (of {pages})", min_value=1, max_value=pages, key="b_page", label_visibility="collapsed")
-    p3.button("Next", on_click=go_page, args=(1,), disabled=page >= pages, icon=":material/chevron_right:", width="stretch")
-    st.caption(f"Page {page} of {pages}")
+    p1, p2, p3, p4 = st.columns([1, 1.4, 1, 1], vertical_alignment="bottom")
+    p1.button("Previous", on_click=go_page, args=(-1,), disabled=page <= 1, icon=":material/chevron_left:",
+              width="stretch")
+    p2.number_input(f"Page (of {pages})", min_value=1, max_value=pages, key="b_page")
+    p3.selectbox("Per page", explore.PER_PAGE, key="b_n")
+    p4.button("Next", on_click=go_page, args=(1,), disabled=page >= pages, icon=":material/chevron_right:",
+              width="stretch")
+
+# ---- the scatter: every filter but the selection itself
+with left:
+    a1, a2 = st.columns(2)
+    a1.selectbox("x axis", list(explore.COLUMNS), key="b_x", format_func=explore.COLUMNS.get)
+    a2.selectbox("y axis", list(explore.COLUMNS), key="b_y", format_func=explore.COLUMNS.get)
+    unselected = table[explore.filter_mask(table, filters, text)]
+    points = explore.scatter_sample(unselected)
+    fig = go.Figure(go.Scattergl(
+        x=points[filters.x], y=points[filters.y], mode="markers", text=points["caption"],
+        hovertemplate="%{text}<br>%{x:.4f}, %{y:.4f}<extra></extra>",
+        marker=dict(size=6, color=points["multimem"], colorscale="RdYlBu_r", cmin=-1, cmax=1,
+                    line=dict(width=points["injected"].map({True: 1.5, False: 0}).tolist(), color="black"),
+                    colorbar=dict(title="score", thickness=10)),
+    ))
+    if region is not None:  # the selection stays visible, also when it came from a link
+        if region.kind == "box":
+            fig.add_shape(type="rect", x0=region.xs[0], x1=region.xs[1], y0=region.ys[0], y1=region.ys[1],
+                          line=dict(color="#333", dash="dash"))
+        else:
+            path = "M " + " L ".join(f"{x},{y}" for x, y in zip(region.xs, region.ys)) + " Z"
+            fig.add_shape(type="path", path=path, line=dict(color="#333", dash="dash"))
+    fig.update_layout(height=420, margin=dict(t=10, l=10, r=10, b=40), dragmode="lasso",
+                      xaxis_title=explore.COLUMNS[filters.x], yaxis_title=explore.COLUMNS[filters.y])
+    st.plotly_chart(fig, key=chart_key, on_select="rerun", selection_mode=("box", "lasso"), width="stretch")
+    shown = (f"{len(points):,} of {len(unselected):,} points shown" if len(points) < len(unselected)
+             else f"{len(points):,} points")
+    st.caption(f"{shown}; black rings: injected mis-captions. Draw a box or lasso to filter the grid.")
+    if region is not None:
+        st.button("Clear selection", on_click=clear_selection, icon=":material/close:")
 
 params = explore.browse_params(view)
 app_ui.write_view("browse", params)

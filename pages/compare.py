@@ -6,6 +6,7 @@ import streamlit as st
 from multimem import app_cache, app_ui, explore
 from multimem.splits import CANDIDATE
 
+app_ui.through_app()
 app_ui.show_problems(app_ui.link_problems())
 name = app_ui.current_run()
 if not name:
@@ -20,7 +21,7 @@ if not others:
             "a mitigated run, or a run scored from your own checkpoints.", icon=":material/info:")
     st.stop()
 
-query = app_ui.query()
+query = app_ui.page_query("compare")
 problems: list[str] = []
 wanted_b = explore.parse_run_name((query.get("vs") or [None])[-1], others, problems)
 mode = (query.get("norm") or ["shared"])[-1]
@@ -39,6 +40,8 @@ if st.session_state["c_b"] not in others:
 
 c1, c2, c3 = st.columns([2, 3, 1])
 c1.markdown(f"**Run A:** {name} (the sidebar's run)")
+c1.caption("Any two runs in the runs folder: a baseline and its mitigated runs, other seeds or settings, or runs "
+           "scored from checkpoints trained elsewhere.")
 c1.selectbox("Run B", others, key="c_b")
 c2.radio("Compare on", list(explore.COMPARE_MODES), key="c_mode", format_func=explore.COMPARE_MODES.get,
          help="A range taken per run rescales each run differently and can hide or invent a change (METHOD.md)")
@@ -57,8 +60,8 @@ for col, rec in zip(cols, means.to_dict("records")):
     rel = rec["relative change"]
     col.metric(f"Mean on {rec['subset']}: B", f"{rec['B']:+.4f}",
                delta=None if rel is None else f"{rel * 100:+.1f}% vs A ({rec['A']:+.4f})", delta_color="inverse")
-st.dataframe(means.style.format({"A": "{:+.5f}", "B": "{:+.5f}", "change": "{:+.5f}", "relative change": "{:+.1%}"}, na_rep="–"),
-             hide_index=True, width="stretch")
+formats = {"A": "{:+.5f}", "B": "{:+.5f}", "change": "{:+.5f}", "relative change": "{:+.1%}"}
+st.dataframe(means.style.format(formats, na_rep="–"), hide_index=True, width="stretch")
 
 # ---- overlaid distributions
 st.subheader("Score distributions")
@@ -116,9 +119,10 @@ else:
     )
     right.markdown("**The pairs whose score moved most**")
     right.dataframe(
-        moved[["caption", "A", "B", "change", "injected", "open_a", "open_b"]], hide_index=True, width="stretch",
+        moved[["caption", "A", "B", "change", "open_a", "open_b", "injected"]], hide_index=True, width="stretch",
         height=380,
         column_config={
+            "caption": st.column_config.TextColumn(width="medium"),
             "A": st.column_config.NumberColumn(format="%+.4f"), "B": st.column_config.NumberColumn(format="%+.4f"),
             "change": st.column_config.NumberColumn(format="%+.4f"),
             "open_a": st.column_config.LinkColumn("in A", display_text="open"),

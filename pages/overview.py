@@ -10,6 +10,7 @@ from multimem.splits import CANDIDATE, INDEPENDENT, SHARED
 
 COLOURS = {CANDIDATE: "#d62728", INDEPENDENT: "#1f77b4", SHARED: "#7f7f7f"}
 
+app_ui.through_app()
 app_ui.show_problems(app_ui.link_problems())
 name = app_ui.current_run()
 if not name:
@@ -25,11 +26,11 @@ head, share = st.columns([5, 1])
 head.title(f"Run {name}")
 with share:
     app_ui.share("overview", {})
-ds, model = m.get("dataset") or {}, m.get("model") or {}
+ds, model, lineage = m.get("dataset") or {}, m.get("model") or {}, m.get("lineage") or {}
 st.caption(
     f"{(ds.get('source') or {}).get('kind', '?')} data, {ds.get('n_samples', '?')} samples · model "
     f"{model.get('name', '?')} · status {m.get('status', '?')}"
-    + (f" · derived from {m['lineage']['parent']} ({m['lineage'].get('mitigation')})" if (m.get("lineage") or {}).get("parent") else "")
+    + (f" · derived from {lineage['parent']} ({lineage.get('mitigation')})" if lineage.get("parent") else "")
 )
 
 # ---- headline figures
@@ -65,9 +66,10 @@ for subset in (CANDIDATE, INDEPENDENT, SHARED):
     values = app_cache.subset_values(name, subset)
     if len(values):
         x, counts, width = explore.histogram(values, 40, float(scored.min()), float(scored.max()))
-        fig.add_bar(x=x, y=counts, width=width, name=explore.SUBSET_LABELS[subset], marker_color=COLOURS[subset], opacity=0.55)
-fig.update_layout(barmode="overlay", height=340, margin=dict(t=10, b=40), xaxis_title="MultiMem (normalised by the run's range)",
-                  yaxis_title="pairs", legend=dict(orientation="h", y=1.08))
+        fig.add_bar(x=x, y=counts, width=width, name=explore.SUBSET_LABELS[subset], marker_color=COLOURS[subset],
+                    opacity=0.55)
+fig.update_layout(barmode="overlay", height=340, margin=dict(t=10, b=40), yaxis_title="pairs",
+                  xaxis_title="MultiMem (normalised by the run's range)", legend=dict(orientation="h", y=1.08))
 st.plotly_chart(fig, width="stretch")
 norm = (m.get("metric") or {}).get("normalisation") or {}
 st.caption(f"Raw scores CMC_f − CMC_g divided by their range over the scored set ({app_ui.fmt(norm.get('range'), 5)}; "
@@ -112,8 +114,8 @@ if cand["injected"].any() and not cand["injected"].all():
     c1.plotly_chart(roc, width="stretch")
     share_injected = float(cand["injected"].mean())
     c2.metric("ROC-AUC (candidates)", f"{auc:.3f}", help="Chance is 0.5")
-    c2.dataframe(pd.DataFrame({"top k by score": list(pk), "precision": list(pk.values())}).style.format({"precision": "{:.3f}"}),
-                 hide_index=True, width="stretch")
+    precision = pd.DataFrame({"top k by score": list(pk), "precision": list(pk.values())})
+    c2.dataframe(precision.style.format({"precision": "{:.3f}"}), hide_index=True, width="stretch")
     c2.caption(f"{int(cand['injected'].sum())} of {len(cand)} candidates had their caption swapped on purpose "
                f"(base rate {share_injected:.3f}). Precision at k: injected share among the k highest scores.")
 
@@ -131,12 +133,12 @@ if not hist.empty:
 
 # ---- settings
 with st.expander("Run settings"):
-    split = (m.get("split") or {}).get("sizes") or {}
+    split, metric = (m.get("split") or {}).get("sizes") or {}, m.get("metric") or {}
     st.markdown(
         f"- **Split** (seed {(m.get('split') or {}).get('seed', '?')}): "
         + ", ".join(f"{explore.SUBSET_LABELS.get(k, k)} {v}" for k, v in split.items())
-        + f"\n- **Metric**: A = {(m.get('metric') or {}).get('augmentations', '?')} views, |H| = "
-        f"{(m.get('metric') or {}).get('heldout_size', '?')}, text views: {(m.get('metric') or {}).get('text_augmentation', '?')}"
+        + f"\n- **Metric**: A = {metric.get('augmentations', '?')} views, |H| = {metric.get('heldout_size', '?')}, "
+        f"text views: {metric.get('text_augmentation', '?')}"
         + f"\n- **Injected mis-captions**: {ds.get('n_injected', 0)} (fraction {ds.get('inject_fraction', 0)})"
         + f"\n- **Skipped samples**: {(ds.get('skipped') or {}).get('count', 0)}"
     )

@@ -4,9 +4,9 @@ import streamlit as st
 
 from multimem import app_cache, app_ui, explore, jobs
 from multimem.images import ImageError, decode
-from multimem.models import shipped_models
 from multimem.runs import RunError
 
+app_ui.through_app()
 app_ui.show_problems(app_ui.link_problems())
 app_ui.write_view("runs", {})
 root = app_cache.runs_root()
@@ -15,28 +15,40 @@ head.title("Runs")
 with share_col:
     app_ui.share("runs", {})
 
+def flag(name: str) -> None:
+    st.session_state[name] = True
+
+
 # ---- the list
 table = app_cache.run_table()
 if table.empty:
     app_ui.no_runs()
 else:
     shown = table.assign(open=[explore.link("overview", {"run": n}) for n in table["name"]])
-    cols = [c for c in ("name", "status", "created", "dataset", "model", "parent", "mean_candidate", "mean_independent",
-                        "mean_shared", "injected_auc", "f_i2t_R@5", "g_i2t_R@5", "open") if c in shown.columns]
-    fmt = {c: st.column_config.NumberColumn(format="%+.3f") for c in ("mean_candidate", "mean_independent", "mean_shared")}
-    st.dataframe(shown[cols], hide_index=True, width="stretch", column_config={
-        **fmt, "injected_auc": st.column_config.NumberColumn("injected AUC", format="%.3f"),
-        "f_i2t_R@5": st.column_config.NumberColumn(format="%.3f"), "g_i2t_R@5": st.column_config.NumberColumn(format="%.3f"),
+    number = st.column_config.NumberColumn
+    columns = {
+        "name": st.column_config.TextColumn("run"), "status": st.column_config.TextColumn("status"),
+        "model": st.column_config.TextColumn("model"), "parent": st.column_config.TextColumn("derived from"),
+        "mean_candidate": number("mean S_C", format="%+.3f"), "mean_independent": number("mean S_I", format="%+.3f"),
+        "mean_shared": number("mean S_S", format="%+.3f"), "injected_auc": number("injected AUC", format="%.3f"),
+        "f_i2t_R@5": number("f i→t R@5", format="%.3f"), "g_i2t_R@5": number("g i→t R@5", format="%.3f"),
         "open": st.column_config.LinkColumn("overview", display_text="open"),
-    })
+    }
+    columns = {c: v for c, v in columns.items() if c in shown.columns}
+    st.dataframe(shown[list(columns)], hide_index=True, width="stretch", column_config=columns)
 
 
 # ---- jobs: live progress of running ones, the error of failed ones
-@st.fragment(run_every=2)
+def job_names() -> list[str]:
+    """Jobs this server started, and runs that are running or failed (started here or from the CLI)."""
+    now = app_cache.run_table()
+    listed = now.loc[now["status"].isin(["running", "failed"]), "name"].tolist() if not now.empty else []
+    return list(dict.fromkeys([*app_cache.jobs(), *listed]))
+
+
 def job_panel() -> None:
     procs = app_cache.jobs()
-    names = list(dict.fromkeys([*procs, *table.loc[table["status"].isin(["running", "failed"]), "name"]]
-                               if not table.empty else [*procs]))
+    names = job_names()
     if not names:
         return
     st.subheader("Jobs")
@@ -45,14 +57,11 @@ def job_panel() -> None:
         state = jobs.state(root, name, None if proc is None else proc.poll())
         with st.container(border=True):
             st.markdown(f"**{name}**: {state['status']}")
-            progress = state.get("progress")
             if state["status"] in ("starting", "running"):
-                text = (f"{progress['stage']}: {progress['done']}/{progress['total']}" if progress
-                        else "starting (loading data and libraries)")
-                st.progress(jobs.progress_fraction(progress), text=text)
-                done = [s for s, v in (state.get("stages") or {}).items() if v == "done"]
-                if done:
-                    st.caption("Stages done: " + ", ".join(done))
+                stage, fraction, text = jobs.describe(state)
+                st.progress(fraction, text=text)
+            if state["status"] == "complete":
+                st.markdown(f"[Open its overview]({explore.link('overview', {'run': name})})")
             if state["status"] == "failed":
                 st.error(f"Failed: {state['error']}", icon=":material/error:")
             log = jobs.log_tail(root, name)
@@ -61,7 +70,9 @@ def job_panel() -> None:
                     st.code(log, language=None)
 
 
-job_panel()
+active = any(p.poll() is None for p in app_cache.jobs().values()) or (
+    not table.empty and (table["status"] == "running").any())
+st.fragment(job_panel, run_every=2 if active else None)()  # polls the manifests only while something runs
 
 # ---- a new run
 st.subheader("Start a new run")
@@ -72,20 +83,22 @@ with st.form("new_run"):
     path = c1.text_input("Path (CSV/TSV, tar shards or COCO JSON)", help="Not needed for twemoji")
     limit = c1.number_input("Twemoji: first N emoji (0 = all)", 0, 10_000, 400, step=100)
     fast = c2.checkbox("Start from the fast preset", value=True, help="tiny model, 2 epochs, A = 2")
-    models = shipped_models()
+    models = jobs.shipped_models()
     model = c2.selectbox("Model config", models, index=models.index("mm-tiny") if "mm-tiny" in models else 0)
     epochs = c2.number_input("Epochs", 1, 500, 2)
     batch = c2.number_input("Batch size", 8, 4096, 64, step=8)
     seed = c2.number_input("Seed", 0, 10_000, 0)
-    candidate = c3.number_input("|S_C| = |S_I| (count, or fraction < 1)", 0.0, 1e6, 60.0)
-    extra = c3.number_input("|S_E| (count, or fraction < 1)", 0.0, 1e6, 80.0)
+    candidate = c3.number_input("|S_C| = |S_I| (count, or fraction < 1)", 0.0, 1e6, 60.0, format="%g")
+    extra = c3.number_input("|S_E| (count, or fraction < 1)", 0.0, 1e6, 80.0, format="%g")
     inject = c3.number_input("Injected mis-caption fraction", 0.0, 0.5, 0.05, step=0.01)
     augs = c3.number_input("A: augmentations per sample", 1, 64, 2)
     held = c3.number_input("|H|: held-out samples", 1, 100_000, 80)
-    submitted = st.form_submit_button("Start run", type="primary", icon=":material/play_arrow:")
-if submitted:
+    # actions are flagged by callbacks (they run before the script), so a rerun cannot lose the click
+    st.form_submit_button("Start run", type="primary", icon=":material/play_arrow:", on_click=flag, args=("_start_run",))
+if st.session_state.pop("_start_run", False):
     req = jobs.JobRequest(
-        name=name.strip(), source=source, path=path.strip() or None, limit=(int(limit) or None) if source == "twemoji" else None,
+        name=name.strip(), source=source, path=path.strip() or None,
+        limit=(int(limit) or None) if source == "twemoji" else None,
         fast=fast, model=model, candidate=candidate, extra=extra, epochs=int(epochs), batch_size=int(batch),
         augmentations=int(augs), heldout_size=int(held), inject=inject, seed=int(seed),
     )
@@ -107,8 +120,8 @@ st.caption(f"Against run **{run}**'s f and g (the sidebar's run), with its own A
 with st.form("score_pair"):
     upload = st.file_uploader("Image", type=["png", "jpg", "jpeg", "webp", "gif", "bmp"])
     caption = st.text_input("Caption", max_chars=300)
-    score_clicked = st.form_submit_button("Score", icon=":material/calculate:")
-if score_clicked:
+    st.form_submit_button("Score", icon=":material/calculate:", on_click=flag, args=("_score_pair",))
+if st.session_state.pop("_score_pair", False):
     if upload is None or not caption.strip():
         st.warning("Give an image and a caption.")
     else:
@@ -116,7 +129,7 @@ if score_clicked:
             image = decode(upload.getvalue(), upload.name)
             with st.spinner("Scoring with f and g…"):
                 result = app_cache.scorer(run).score(image, [caption.strip()])
-        except (ImageError, ValueError) as exc:
+        except (ImageError, ValueError, OSError) as exc:  # DataError is a ValueError: e.g. no checkpoints
             st.error(str(exc))
         else:
             cand = app_cache.subset_values(run, "candidate")

@@ -12,6 +12,7 @@ NEIGHBOUR_KINDS = {
     "text_to_image": ("Caption → images", "training images f matches to this caption (across modalities)"),
 }
 
+app_ui.through_app()
 app_ui.show_problems(app_ui.link_problems())
 name = app_ui.current_run()
 if not name:
@@ -22,7 +23,7 @@ samples = app_cache.samples(name)
 table = app_cache.scores(name)
 by_row = app_cache.scores_by_row(name)
 problems: list[str] = []
-query = app_ui.query()
+query = app_ui.page_query("sample")
 wanted = explore.parse_sample_id((query.get("id") or [None])[-1], samples.index, problems)
 k_wanted = explore.parse_k(query, problems)
 app_ui.show_problems(problems)
@@ -36,7 +37,7 @@ if st.session_state["s_id"] not in samples.index:
 options = list(dict.fromkeys([st.session_state["s_id"], *top]))
 captions = samples["caption"]
 
-head, pick, share_col = st.columns([3, 2, 1])
+head, pick, share_col = st.columns([4, 2, 1])
 pick.selectbox("Pair", options, key="s_id", format_func=lambda i: f"{captions.get(i, i)} ({i})",
                help="The 100 most memorized candidates; open any other pair from Browse or a neighbour")
 sid = st.session_state["s_id"]
@@ -58,7 +59,7 @@ with img_col:
         st.warning(f"The image cannot be shown ({type(exc).__name__}).")
 with info_col:
     st.markdown(f"**Subset:** {explore.SUBSET_LABELS.get(sample['subset'], sample['subset'])} · "
-                f"**Label:** {sample.get('label') if sample.get('label') is not None else '–'}")
+                f"**Label:** {sample.get('label') if isinstance(sample.get('label'), str) else '–'}")
     st.markdown("**Captions**\n" + "\n".join(f"{i + 1}. {c}" for i, c in enumerate(sample["captions"])))
     if bool(sample.get("injected")):
         st.error(f"Injected mis-caption: this caption was swapped in on purpose. The image's own caption is "
@@ -78,7 +79,8 @@ with info_col:
                 "f": [scored["cmc_f"], scored["own_f"], scored["held_f"], scored["cos_f"]],
                 "g": [scored["cmc_g"], scored["own_g"], scored["held_g"], scored["cos_g"]],
             },
-            index=["CMC = own − held", "own: ½E‖φ_image + φ_text‖²", "held: similarity to H", "image-text cosine (clean)"],
+            index=["CMC = own − held", "own: ½E‖φ_image + φ_text‖²", "held: similarity to H",
+                   "image-text cosine (clean)"],
         )
         terms["f − g"] = terms["f"] - terms["g"]
         st.dataframe(terms.style.format("{:+.5f}"), width="stretch")
@@ -108,7 +110,7 @@ for tab, (kind, (title, what)) in zip(tabs, NEIGHBOUR_KINDS.items()):
             nb_scored = by_row.loc[r] if r in by_row.index else None
             cards.append(app_ui.sample_card(
                 name, nb.to_dict(), score=None if nb_scored is None else float(nb_scored["multimem"]),
-                lines=[f"similarity {sim:.3f}", explore.SUBSET_LABELS.get(nb["subset"], nb["subset"])
+                lines=[f"similarity {sim:.4f}", explore.SUBSET_LABELS.get(nb["subset"], nb["subset"])
                        + ("" if nb_scored is not None else " · not scored")],
             ))
         app_ui.grid(cards)

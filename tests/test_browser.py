@@ -1,0 +1,160 @@
+"""The dashboard in a real browser: `streamlit run app.py` on a free localhost port, driven by Playwright and
+Debian's Chromium. Screenshots of every page are saved to test-artifacts/ at the repository root."""
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "test-artifacts"
+
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"{CHROMIUM} is missing: install Debian's Chromium (apt-get install -y chromium) to run the "
+                "real-browser test", allow_module_level=True)
+sync_playwright = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed").sync_playwright
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(app_runs, tmp_path_factory):
+    """Base URL of a Streamlit server on the test runs; stopped (by its own pid) at the end of the module."""
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("server") / "streamlit.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address", "127.0.0.1",
+         "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        cwd=REPO, env={**os.environ, "MULTIMEM_RUNS": str(app_runs)}, stdout=log, stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                if urllib.request.urlopen(f"{base}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                pytest.fail(f"streamlit did not start (exit code {proc.poll()}; log: {log.name})")
+            time.sleep(0.5)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def settle(page, ready: str, timeout: float = 90_000) -> None:
+    """Wait for the page's own content, then for Streamlit to finish running and plotly to draw."""
+    page.wait_for_selector(ready, timeout=timeout)
+    page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget]')", timeout=timeout)
+    page.wait_for_timeout(1200)
+
+
+def screenshot(page, name: str) -> Path:
+    """The whole page: Streamlit scrolls inside its main block, so grow the viewport to the content first."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    height = page.evaluate("() => Math.max(...[...document.querySelectorAll("
+                           "'[data-testid=stMain], [data-testid=stMainBlockContainer]')].map(e => e.scrollHeight))")
+    page.set_viewport_size({"width": 1400, "height": int(min(max(900, height + 80), 8000))})
+    page.wait_for_timeout(800)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    page.set_viewport_size({"width": 1400, "height": 900})
+    return path
+
+
+def test_deep_link_to_a_sample_shows_image_caption_and_neighbours(server, browser, demo_tables, app_runs):
+    from multimem.index import NeighbourIndex
+
+    _, samples, scores = demo_tables
+    row = scores[(scores.subset == "candidate") & scores.injected].iloc[0]
+    page = browser.new_page(viewport={"width": 1400, "height": 900})  # a fresh browser session: nothing cached
+    page.goto(f"{server}/sample?page=sample&run=demo&id={row['id']}")
+    settle(page, "a.mm-card")
+    assert page.locator("h1").first.inner_text().strip() == row["caption"]
+    image = page.locator("[data-testid=stImage] img").first
+    assert image.is_visible() and image.evaluate("img => img.complete && img.naturalWidth > 0")
+    assert row["original_caption"] in page.inner_text("body")  # the injected pair says what its image shows
+    expected = [samples["caption"].iloc[r] for r, _ in
+                NeighbourIndex.from_run_dir(app_runs / "demo").search(int(row["row"]), "image", 8)]
+    cards = page.locator("a.mm-card:visible")
+    assert cards.count() == 8
+    assert [c.strip() for c in cards.locator(".mm-cap").all_inner_texts()] == expected
+    assert all(img.evaluate("i => i.naturalWidth >= 128") for img in cards.locator("img").all())  # readable thumbnails
+    assert page.locator("[data-testid=stException]").count() == 0
+    assert f"id={row['id']}" in page.url and "run=demo" in page.url
+    screenshot(page, "sample")
+    # a neighbour card opens that neighbour's own Sample page
+    cards.first.click()
+    settle(page, "a.mm-card")
+    assert page.locator("h1").first.inner_text().strip() == expected[0]
+    page.close()
+
+
+def test_copied_browse_link_restores_the_view_in_a_fresh_browser(server, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(f"{server}/browse?run=demo")
+    settle(page, "a.mm-card")
+    page.get_by_label("Caption contains").fill("face")
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => location.search.includes('q=face')", timeout=60_000)
+    settle(page, "a.mm-card")
+    captions = page.locator(".mm-cap").all_inner_texts()
+    count = page.get_by_text("scored pairs match").first.inner_text()
+    assert captions and any("face" in c for c in captions)
+    page.get_by_role("button", name=re.compile("Copy link")).click()
+    link = page.locator("[data-testid=stPopoverBody] code").first.inner_text().strip()
+    assert link.startswith(server) and "q=face" in link and "/tmp" not in link
+    fresh = browser.new_context().new_page()
+    fresh.set_viewport_size({"width": 1400, "height": 900})
+    fresh.goto(link)
+    settle(fresh, "a.mm-card")
+    assert fresh.locator(".mm-cap").all_inner_texts() == captions
+    assert fresh.get_by_text("scored pairs match").first.inner_text() == count
+    assert fresh.get_by_label("Caption contains").input_value() == "face"
+    fresh.close()
+    page.close()
+
+
+@pytest.mark.parametrize("name, path, ready", [
+    ("overview", "/?run=demo", "text=How much did f memorize?"),
+    ("browse", "/browse?run=demo&subset=candidate&subset=independent&subset=shared", "a.mm-card"),
+    ("compare", "/compare?run=demo&vs=halved", "text=Score distributions"),
+    ("runs", "/runs?run=demo", "text=Start a new run"),
+])
+def test_every_page_renders_without_errors(server, browser, name, path, ready):
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(server + path)
+    settle(page, ready)
+    assert page.locator("[data-testid=stException]").count() == 0
+    assert f"page={name}" in page.url
+    screenshot(page, name)
+    page.close()
