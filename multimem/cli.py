@@ -1,4 +1,4 @@
-"""Command line: `multimem demo|train|score|evaluate|index|runs` (also `python -m multimem ...`)."""
+"""Command line: `multimem demo|train|score|evaluate|index|runs|mitigate|sweep` (also `python -m multimem ...`)."""
 from __future__ import annotations
 
 import argparse
@@ -184,6 +184,130 @@ def cmd_runs(args) -> int:
     return 0
 
 
+# ---- mitigation (multimem.mitigate, multimem.sweep): numbers are parsed here so a bad value is a one-line error
+
+MITIGATION_OPTIONS = {  # option -> (kind, help)
+    "std": ("float", "noise: σ of the Gaussian noise N(0, σ²) added to each coordinate of the chosen embeddings "
+                     "during training of f and g (default 0.1, the paper's best; see --noise-space)"),
+    "modalities": ("modalities", "noise: which embeddings get noise: image, text or both (default both)"),
+    "noise_space": ("str", "noise: where the noise enters: raw (the projection outputs, before l2-normalisation; "
+                     "default) or normalised (the unit vectors the loss sees; noise norm σ√d)"),
+    "captions_per_image": ("captions", "captions: each step draws one of the first K captions of every sample; "
+                                       "1 = one fixed caption, 'all' = every caption (default all)"),
+    "n": ("int", "removal: number of top-ranked training samples removed before fine-tuning f (default 100; "
+                 "0 = fine-tune only, the control)"),
+    "ranking": ("str", "removal: how samples are ranked: multimem (the parent's scores, S_C only), cosine (f's "
+                       "image-text cosine), random, or multimem-kfold (K reference models score every training "
+                       "sample) (default multimem)"),
+    "pool": ("str", "removal: removable samples: candidate (S_C, the ones with MultiMem scores) or train "
+                    "(S_S and S_C; needs --ranking cosine, random or multimem-kfold) (default candidate)"),
+    "finetune_epochs": ("int", "removal: epochs of fine-tuning f on the remaining samples (default 5)"),
+    "finetune_lr_scale": ("float", "removal: fine-tuning peak learning rate as a multiple of the parent's (default 0.1)"),
+    "ranking_seed": ("int", "removal: seed of the random ranking (default 0)"),
+    "folds": ("int", "regroup and multimem-kfold: K reference models; each training sample is held out of "
+                     "exactly one (default 4)"),
+    "fold_seed": ("int", "regroup and multimem-kfold: seed of the fold assignment (default 0)"),
+    "every": ("int", "regroup: rescore the training samples every K epochs (default 10, the paper's)"),
+    "top": ("float", "regroup: share of training samples put into their own mini-batches (default 0.05)"),
+    "hot_crop_min": ("float", "regroup: targeted augmentation's smallest crop area (default 0.25; training 0.5)"),
+    "hot_jitter": ("float", "regroup: targeted augmentation's colour jitter (default 0.5; training 0.3)"),
+    "token_dropout": ("float", "regroup: targeted augmentation's caption word dropout probability (default 0.1)"),
+    "score_augmentations": ("int", "regroup: augmented views per sample for the in-training scores (default 2)"),
+}
+
+
+def _parse_value(option: str, text: str, kind: str):
+    flag = "--" + option.replace("_", "-")
+    text = text.strip()
+    try:
+        if kind == "float":
+            return float(text)
+        if kind == "int":
+            if not text.lstrip("-").isdigit():
+                raise ValueError
+            return int(text)
+        if kind == "captions":
+            return None if text.lower() == "all" else _parse_value(option, text, "int")
+        if kind == "modalities":
+            mods = [m.strip() for m in text.lower().split(",") if m.strip()]
+            mods = ["image", "text"] if mods in (["both"], ["all"]) else mods
+            if not mods or any(m not in ("image", "text") for m in mods):
+                raise ValueError
+            return tuple(mods)
+        return text
+    except ValueError:
+        what = {"float": "a number", "int": "a whole number", "captions": "a whole number or 'all'",
+                "modalities": "image, text or both"}.get(kind, "a value")
+        raise DataError(f"{flag} must be {what}, got {text!r}") from None
+
+
+def _mitigation_arguments(p: argparse.ArgumentParser) -> None:
+    groups = {"noise": "noise on representations (--strategy noise)", "captions": "caption diversity (--strategy captions)",
+              "removal": "post-training removal (--strategy removal)", "regroup": "in-training regrouping (--strategy regroup)"}
+    made = {k: p.add_argument_group(v) for k, v in groups.items()}
+    for option, (_, text) in MITIGATION_OPTIONS.items():
+        group = made[text.split(":")[0].split(" and ")[0]]
+        group.add_argument("--" + option.replace("_", "-"), dest=option, default=None, metavar="VALUE", help=text)
+
+
+def _mitigation_values(args) -> dict:
+    return {opt: _parse_value(opt, getattr(args, opt), kind)
+            for opt, (kind, _) in MITIGATION_OPTIONS.items() if getattr(args, opt, None) is not None}
+
+
+def _print_comparison(m: dict) -> None:
+    c = m.get("comparison") or {}
+    if not c:
+        return
+    print(f"  compared with {c['parent']} (raw CMC_f − CMC_g; one shared range {c['shared_range']:.4f}):")
+    for s, v in c["subsets"].items():
+        if "relative_change" in v:
+            rel = "" if v["relative_change"] is None else f" ({v['relative_change'] * 100:+.1f}%)"
+            print(f"    mean on {s}: {v['parent_raw']:+.4f} -> {v['raw']:+.4f}{rel}")
+        elif v.get("raw") is not None:
+            print(f"    mean on {s} ({v['n']}): {v['parent_raw']:+.4f} -> {v['raw']:+.4f}")
+    a, b = c["utility_f"]["parent"], c["utility_f"]["run"]
+    if a and b:
+        print(f"    f mean R@5: {a['mean_R@5']:.3f} -> {b['mean_R@5']:.3f}")
+    cost = (m.get("mitigation") or {}).get("cost") or {}
+    if cost.get("relative_to_parent_training") is not None:
+        print(f"    cost: {cost['mitigation_seconds']:.0f} s against {cost['parent_training_seconds']:.0f} s "
+              f"training the parent's f and g ({cost['relative_to_parent_training']:.2f}x)")
+
+
+def cmd_mitigate(args) -> int:
+    from multimem import mitigate
+
+    params = mitigate.make_params(args.strategy, **_mitigation_values(args))
+    m = mitigate.mitigate(args.runs_root, args.parent, args.strategy, params, args.name)
+    _print_summary(m)
+    _print_comparison(m)
+    print(f"  folder: {Run(args.runs_root, m['name']).dir}")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from multimem import mitigate, sweep
+
+    if args.strategy not in mitigate.STRATEGIES:
+        raise DataError(f"unknown strategy {args.strategy!r}: use one of {', '.join(mitigate.STRATEGIES)}")
+    key = mitigate.SWEPT[args.strategy]
+    kind = MITIGATION_OPTIONS[key][0]
+    values = [_parse_value(key, v, kind) for v in args.values.split(",") if v.strip()]
+    rankings = [r.strip() for r in args.rankings.split(",") if r.strip()] if args.rankings else None
+    paths = sweep.run_sweep(args.runs_root, args.parent, args.strategy, values, _mitigation_values(args), rankings,
+                            args.sweep_name)
+    table = __import__("pandas").read_csv(paths["table_csv"])
+    cols = [c for c in ("run", "series", "value", "mean_raw_candidate", "mean_shared_candidate",
+                        "relative_change_candidate", "f_mean_R@5", "cost_seconds") if c in table]
+    with __import__("pandas").option_context("display.width", 200, "display.max_columns", 20,
+                                             "display.float_format", "{:.4f}".format):
+        print(table[cols].to_string(index=False))
+    for k, v in paths.items():
+        print(f"  {k}: {v}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="multimem", description="Measure memorization in CLIP-style models with MultiMem.",
                                 epilog=EPILOG)
@@ -215,6 +339,33 @@ def parser() -> argparse.ArgumentParser:
         if stage == "score":
             _metric_options(s)
         s.set_defaults(func=_stage_command(stage))
+
+    strategies = "noise, captions, removal or regroup"
+    mi = sub.add_parser("mitigate", help="derive a mitigated run from a baseline run (METHOD.md section 4)",
+                        description="Create a run derived from --from with one mitigation strategy: the same data, "
+                                    "split and injection, lineage recorded in its manifest, scored and evaluated so "
+                                    "that the dashboard's Compare page shows memorization and utility before and "
+                                    "after. Run the same command again to resume.", epilog=EPILOG)
+    mi.add_argument("--from", dest="parent", required=True, metavar="RUN", help="the parent (baseline) run's name")
+    mi.add_argument("--strategy", required=True, help=f"the mitigation: {strategies}")
+    mi.add_argument("--name", help="name of the derived run (default: PARENT.STRATEGY-SETTINGS, e.g. demo.noise-all-0.1)")
+    _root(mi); _mitigation_arguments(mi)
+    mi.set_defaults(func=cmd_mitigate)
+
+    sw = sub.add_parser("sweep", help="run one strategy over a list of values; write a table and a plot",
+                        description="Run a strategy from --from once per value of its swept setting (noise: --std, "
+                                    "captions: --captions-per-image, removal: --n, regroup: --top) and write a table "
+                                    "(CSV, Parquet) and a plot (HTML) of memorization against utility to "
+                                    "RUNS_ROOT/_sweeps/NAME/. Runs already done are reused.", epilog=EPILOG)
+    sw.add_argument("--from", dest="parent", required=True, metavar="RUN", help="the parent (baseline) run's name")
+    sw.add_argument("--strategy", required=True, help=f"the mitigation: {strategies}")
+    sw.add_argument("--values", required=True, help="comma-separated values of the swept setting, e.g. 0.05,0.1,0.2 "
+                                                    "(noise), 50,100,200 (removal), 1,2,all (captions)")
+    sw.add_argument("--rankings", default=None, help="removal only: comma-separated rankings, one series each, e.g. "
+                                                     "multimem,cosine,random (default: --ranking's value)")
+    sw.add_argument("--sweep-name", default=None, help="name of the output folder (default PARENT.STRATEGY)")
+    _root(sw); _mitigation_arguments(sw)
+    sw.set_defaults(func=cmd_sweep)
 
     r = sub.add_parser("runs", help="list runs with status and headline figures",
                        description="List the runs under --runs-root with status and headline figures.")

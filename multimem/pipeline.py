@@ -133,14 +133,15 @@ def _progress(run: Run, stage: str) -> Callable[[int, int], None]:
     return report
 
 
-def train_stage(run: Run, cfg: RunConfig, data: PairData, tokenizer, tag: str) -> None:
+def train_stage(run: Run, cfg: RunConfig, data: PairData, tokenizer, tag: str, **train_options) -> None:
+    """Train f (tag "f") or g; `train_options` go to multimem.train.train (mitigations: regroup=...)."""
     from multimem.train import train
 
     subsets = TRAIN_F if tag == "f" else TRAIN_G
     t0 = time.time()
     model, history = train(
         data, data.rows(*subsets), cfg.model, tokenizer, cfg.train, run.path("checkpoints", f"work_{tag}"),
-        desc=f"train {tag}", on_step=_progress(run, f"train_{tag}"),
+        desc=f"train {tag}", on_step=_progress(run, f"train_{tag}"), **train_options,
     )
     models.save_checkpoint(run.path("checkpoints", f"{tag}.pt"), model, cfg.model, tokenizer,
                            epoch=cfg.train.epochs, train_config=cfg.train.to_dict())
@@ -187,7 +188,13 @@ def score_stage(run: Run, cfg: RunConfig, data: PairData) -> None:
         img, txt = embed_clean(model, data, all_rows)
         atomic_numpy(img.numpy().astype(np.float32), run.path("embeddings", f"{tag}_image.npy"))
         atomic_numpy(txt.numpy().astype(np.float32), run.path("embeddings", f"{tag}_text.npy"))
-    run.update(metric={**cfg.metric.to_dict(), "normalisation": summary["normalisation"]},
+    normalisation = summary["normalisation"]
+    parent = (run.manifest().get("lineage") or {}).get("parent")
+    if parent:  # a derived run: also the range shared with its parent, for comparing on one scale (METHOD.md 3)
+        from multimem.mitigate import shared_range_with_parent
+
+        normalisation = {**normalisation, "shared_range_with_parent": shared_range_with_parent(run, table, parent)}
+    run.update(metric={**cfg.metric.to_dict(), "normalisation": normalisation},
                summary=summarise(table),
                timings={"score_forward": round(summary["forward_seconds"], 2),
                         "score_pipeline": round(summary["seconds"], 2)})
@@ -219,18 +226,24 @@ def index_stage(run: Run, data: PairData) -> None:
     run.mark_stage("index", time.time() - t0)
 
 
-def execute(run: Run, cfg: RunConfig, stages: tuple[str, ...] = STAGES) -> dict:
-    """Run (or resume) the given stages; returns the final manifest."""
+def execute(run: Run, cfg: RunConfig, stages: tuple[str, ...] = STAGES, lineage: dict | None = None,
+            stage_fns: dict[str, Callable] | None = None) -> dict:
+    """Run (or resume) the given stages; returns the final manifest.
+
+    `lineage` ({"parent": run name, "mitigation": {...}}) is recorded for a derived run (multimem.mitigate);
+    `stage_fns` replaces a stage's work: {"train_f": fn(run, cfg, data, tokenizer)} (e.g. fine-tuning).
+    """
     torch.set_num_threads(max(1, torch.get_num_threads()))
     with run.lock():
         t_start = time.time()
         if run.exists():
             saved = run.manifest().get("config")
-            if saved and saved != cfg.to_dict():
+            # compared through from_dict, so that settings added later (with their defaults) are not a difference
+            if saved and RunConfig.from_dict(saved).to_dict() != cfg.to_dict():
                 raise RunError(f"run {run.name!r} exists with other settings; resume it with the same ones or use a new name")
+        old_lineage = run.manifest().get("lineage") if run.exists() else None
         run.update(status=RUNNING, config=cfg.to_dict(), versions=versions(), error=None,
-                   lineage=run.manifest().get("lineage", {"parent": None, "mitigation": None}) if run.exists()
-                   else {"parent": None, "mitigation": None})
+                   lineage=lineage or old_lineage or {"parent": None, "mitigation": None})
         try:
             t0 = time.time()
             data, source = prepare(run, cfg)
@@ -240,7 +253,9 @@ def execute(run: Run, cfg: RunConfig, stages: tuple[str, ...] = STAGES) -> dict:
             for stage in stages:
                 if run.stage_done(stage):
                     continue
-                if stage in ("train_f", "train_g"):
+                if stage_fns and stage in stage_fns:
+                    stage_fns[stage](run, cfg, data, tok)
+                elif stage in ("train_f", "train_g"):
                     train_stage(run, cfg, data, tok, stage[-1])
                 elif stage == "score":
                     score_stage(run, cfg, data)
