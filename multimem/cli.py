@@ -6,7 +6,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from multimem import presets
+from multimem import cli_scale, presets
 from multimem.runs import DEFAULT_ROOT, Run, RunError, list_runs
 from multimem.sources.base import DataError
 from multimem.train import TrainingError
@@ -31,6 +31,8 @@ def _data_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sep", default=None, help="CSV separator (default: tab for .tsv, else comma)")
     g.add_argument("--images-dir", default=None, help="COCO image folder (default: the JSON's folder)")
     g.add_argument("--limit", type=int, default=None, help="Twemoji only: use N emoji, evenly spaced over all categories")
+    g.add_argument("--stream", action="store_true", default=None,
+                   help="decode images batch by batch instead of holding them all in memory (large datasets)")
     s = p.add_argument_group("split")
     s.add_argument("--candidate", type=float, default=None,
                    help="|S_C| (= |S_I|) as a count, or a fraction of the data when < 1 (default 0.12)")
@@ -97,6 +99,8 @@ def build_config(args: argparse.Namespace, base):
         changes["split_seed"] = args.split_seed
     if getattr(args, "inject", None) is not None:
         changes["inject_fraction"] = args.inject
+    if getattr(args, "stream", None):
+        changes["stream"] = True
     cfg = dataclasses.replace(cfg, **changes)
     from multimem.models import model_config
 
@@ -158,18 +162,18 @@ def _stage_command(stage: str):
         from multimem.pipeline import execute
 
         run, cfg = _existing(args)
-        new = build_config(args, cfg) if stage == "score" else cfg
-        if new != cfg:  # other metric settings: the scores and what derives from them are redone
-            m = run.manifest()
-            for s in ("score", "index"):
-                m.get("stages", {}).pop(s, None)
-            m["config"] = new.to_dict()
-            run.write_manifest(m)
-        m = execute(run, new, (stage,) if stage != "score" else ("score",))
-        _print_summary(m)
+        _print_summary(execute(run, cfg, (stage,)))
         return 0
 
     return command
+
+
+def cmd_score(args) -> int:
+    return cli_scale.cmd_score(args, build_config, _existing, _print_summary)
+
+
+def cmd_split(args) -> int:
+    return cli_scale.cmd_split(args, build_config, presets.demo(fast=args.fast))
 
 
 def cmd_runs(args) -> int:
@@ -330,14 +334,33 @@ def parser() -> argparse.ArgumentParser:
     _root(t); _data_options(t); _train_options(t); _metric_options(t)
     t.set_defaults(func=cmd_train)
 
-    for stage, text in (("score", "score S_C, S_I and a sample of S_S with MultiMem (needs trained f and g)"),
-                        ("evaluate", "retrieval Recall@1/5/10 and zero-shot accuracy of f and g on S_E"),
+    sp = sub.add_parser("split", help="create a run with its split only (to train f and g elsewhere)",
+                        description="Read a dataset, split it into S_S / S_C / S_I / S_E (seeded) and inject "
+                                    "mis-captions if asked, without training; then `multimem export-split`.")
+    sp.add_argument("--name", required=True, help="run name (a new folder under --runs-root)")
+    sp.add_argument("--fast", action="store_true", help="start from the tiny test preset instead of the default")
+    _root(sp); _data_options(sp); _train_options(sp); _metric_options(sp)
+    sp.set_defaults(func=cmd_split)
+
+    e = cli_scale.add_export_parser(sub)
+    _root(e)
+    e.set_defaults(func=cli_scale.cmd_export)
+
+    sc = sub.add_parser("score", help="score S_C, S_I and a sample of S_S with MultiMem (needs trained f and g)",
+                        description="Score S_C, S_I and a sample of S_S with MultiMem, with the run's f and g or with "
+                                    "checkpoints trained elsewhere (--f-checkpoint, --g-checkpoint). Under "
+                                    "`torchrun --nproc_per_node N -m multimem score RUN` each process scores a "
+                                    "shard and the first one writes the run.")
+    sc.add_argument("name", help="run name")
+    _root(sc); _metric_options(sc)
+    cli_scale.add_score_options(sc)
+    sc.set_defaults(func=cmd_score)
+
+    for stage, text in (("evaluate", "retrieval Recall@1/5/10 and zero-shot accuracy of f and g on S_E"),
                         ("index", "build the FAISS indices over f's embeddings of the training samples")):
         s = sub.add_parser(stage, help=text, description=text[0].upper() + text[1:] + ".")
         s.add_argument("name", help="run name")
         _root(s)
-        if stage == "score":
-            _metric_options(s)
         s.set_defaults(func=_stage_command(stage))
 
     strategies = "noise, captions, removal or regroup"

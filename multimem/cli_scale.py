@@ -12,6 +12,7 @@ from pathlib import Path
 
 from multimem import distributed
 from multimem.runs import Run
+from multimem.sources.base import DataError
 
 
 def cmd_split(args, build_config, base) -> int:
@@ -47,7 +48,7 @@ def _worker_score(run: Run, cfg) -> None:
     from multimem.tokenizer import CompactTokenizer
 
     data = build(open_source(cfg.source), cfg.split, cfg.split_seed, cfg.inject_fraction, cfg.inject_seed,
-                 store_size(cfg.model), cfg.workers, stream=getattr(cfg, "stream", False))
+                 store_size(cfg.model), cfg.workers, stream=cfg.stream)
     m = run.manifest()
     data.tokenize(CompactTokenizer(cfg.model, models.context_length(cfg.model), (m.get("model") or {}).get("token_map")))
     f, g, _ = load_pair(run, cfg)
@@ -62,7 +63,7 @@ def cmd_score(args, build_config, existing, print_summary) -> int:
     distributed.init_from_env()
     run = Run(args.runs_root, args.name)
     if (args.f_checkpoint is None) != (args.g_checkpoint is None):
-        raise_error("give both --f-checkpoint and --g-checkpoint (the two models trained with and without S_C)")
+        raise DataError("give both --f-checkpoint and --g-checkpoint (the two models trained with and without S_C)")
     if args.f_checkpoint:
         if distributed.is_main():
             import_checkpoints(run, args.model or RunConfig.from_dict(run.manifest()["config"]).model,
@@ -89,12 +90,6 @@ def cmd_score(args, build_config, existing, print_summary) -> int:
     return 0
 
 
-def raise_error(message: str) -> None:
-    from multimem.sources.base import DataError
-
-    raise DataError(message)
-
-
 def add_score_options(s: argparse.ArgumentParser) -> None:
     g = s.add_argument_group("externally trained checkpoints (e.g. from open_clip_train)")
     g.add_argument("--model", default=None,
@@ -116,3 +111,4 @@ def add_export_parser(sub) -> None:
                    help="one row per image with its first caption (default: one row per caption)")
     e.add_argument("--per-shard", type=int, default=1000, help="samples per webdataset shard (default: %(default)s)")
     return e
+

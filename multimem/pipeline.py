@@ -40,6 +40,7 @@ class RunConfig:
     metric: MetricConfig = field(default_factory=MetricConfig)
     prompt_template: str | None = None  # zero-shot prompt; None: the source's own
     workers: int = 4
+    stream: bool = False  # decode images per batch (flat memory) instead of holding them all decoded
 
     def to_dict(self) -> dict:
         """JSON-shaped (tuples as lists), so it compares equal to what the manifest holds."""
@@ -82,7 +83,8 @@ def store_size(model_name: str) -> int:
 def prepare(run: Run, cfg: RunConfig) -> tuple[PairData, Any]:
     """Decode and split the data; on a resumed run check it is still the same data."""
     source = open_source(cfg.source)
-    data = build(source, cfg.split, cfg.split_seed, cfg.inject_fraction, cfg.inject_seed, store_size(cfg.model), cfg.workers)
+    data = build(source, cfg.split, cfg.split_seed, cfg.inject_fraction, cfg.inject_seed, store_size(cfg.model),
+                 cfg.workers, stream=cfg.stream)
     if len(data) == 0:
         raise DataError(f"dataset {cfg.source}: no usable samples ({len(source.skipped)} skipped)")
     fp = fingerprint(data.pairs)
@@ -194,7 +196,7 @@ def score_stage(run: Run, cfg: RunConfig, data: PairData) -> None:
         from multimem.mitigate import shared_range_with_parent
 
         normalisation = {**normalisation, "shared_range_with_parent": shared_range_with_parent(run, table, parent)}
-    run.update(metric={**cfg.metric.to_dict(), "normalisation": normalisation},
+    run.update(metric={**cfg.metric.to_dict(), "normalisation": normalisation, "processes": summary["processes"]},
                summary=summarise(table),
                timings={"score_forward": round(summary["forward_seconds"], 2),
                         "score_pipeline": round(summary["seconds"], 2)})

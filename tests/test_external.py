@@ -72,3 +72,28 @@ def test_checkpoint_of_another_architecture_is_a_clear_error(tmp_path):
     models.save_checkpoint(path, small, "mm-small", CompactTokenizer("mm-small", 24, None))
     with pytest.raises(DataError, match=r"small.pt does not fit model 'mm-tiny'"):
         models.load_model(path, "mm-tiny")
+
+
+def test_cli_split_export_and_import(tmp_path, capsys):
+    """The same path through the CLI: split, export-split, then score with checkpoints given on the command line."""
+    from multimem import cli
+
+    root = ["--runs-root", str(tmp_path / "runs")]
+    assert cli.main(["split", "--fast", "--name", "big", "--limit", "160", "--candidate", "20", "--extra", "30", *root]) == 0
+    run = Run(tmp_path / "runs", "big")
+    assert run.path("samples.parquet").exists() and run.status() == "incomplete"
+    assert cli.main(["export-split", "big", "--format", "csv", "--out", str(tmp_path / "out"), *root]) == 0
+    assert "local-dir:" in capsys.readouterr().out
+    # two models of the exported architecture stand in for open_clip_train's output (trained in the test above)
+    from multimem.tokenizer import CompactTokenizer
+
+    name = f"local-dir:{tmp_path / 'out' / 'model'}"
+    for tag, seed in (("f", 0), ("g", 1)):
+        models.save_checkpoint(tmp_path / f"{tag}.pt", models.create(name, seed=seed), name,
+                               CompactTokenizer(name, 24, None))
+    assert cli.main(["score", "big", "--model", name, "--f-checkpoint", str(tmp_path / "f.pt"),
+                     "--g-checkpoint", str(tmp_path / "g.pt"), *root]) == 0
+    assert run.stage_done("score") and len(run.scores()) == 60
+    assert cli.main(["score", "big", "--model", "mm-small", "--f-checkpoint", str(tmp_path / "f.pt"),
+                     "--g-checkpoint", str(tmp_path / "g.pt"), *root]) == 2
+    assert "does not fit model 'mm-small'" in capsys.readouterr().err
