@@ -219,12 +219,13 @@ def index_stage(run: Run, data: PairData) -> None:
 
     t0 = time.time()
     rows = data.rows(*TRAIN_F)
+    params = index.plan(len(rows))  # exact while small, IVF above index.EXACT_MAX (docs/benchmarks.md)
     for modality in ("image", "text"):
         emb = np.load(run.path("embeddings", f"f_{modality}.npy"))
-        index.save(index.build(emb[rows]), run.path("index", f"{modality}.faiss"))
+        index.save(index.build(emb[rows], params), run.path("index", f"{modality}.faiss"))
     atomic_numpy(rows, run.path("index", "rows.npy"))
-    run.update(index={"kind": "IndexFlatIP", "metric": "cosine", "vectors": int(len(rows)), "model": "f",
-                      "subsets": list(TRAIN_F)})
+    run.update(index={**params, "metric": "cosine", "vectors": int(len(rows)), "model": "f",
+                      "subsets": list(TRAIN_F), "exact_max": index.EXACT_MAX})
     run.mark_stage("index", time.time() - t0)
 
 
