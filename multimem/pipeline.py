@@ -244,6 +244,8 @@ def execute(run: Run, cfg: RunConfig, stages: tuple[str, ...] = STAGES, lineage:
             # compared through from_dict, so that settings added later (with their defaults) are not a difference
             if saved and RunConfig.from_dict(saved).to_dict() != cfg.to_dict():
                 raise RunError(f"run {run.name!r} exists with other settings; resume it with the same ones or use a new name")
+        if run.exists() and all(run.stage_done(s) for s in stages) and run.manifest().get("status") == COMPLETE:
+            return run.manifest()  # nothing to do: `make run` on a finished demo opens the app at once
         old_lineage = run.manifest().get("lineage") if run.exists() else None
         run.update(status=RUNNING, config=cfg.to_dict(), versions=versions(), error=None,
                    lineage=lineage or old_lineage or {"parent": None, "mitigation": None})
