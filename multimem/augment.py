@@ -25,6 +25,16 @@ class AugmentConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "AugmentConfig":
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in (d or {}).items()})
+
+
+def settings_from_dict(cls, d: dict):
+    """A settings dataclass holding an `augment: AugmentConfig` from its JSON form (as saved in a manifest)."""
+    d = dict(d)
+    return cls(augment=AugmentConfig.from_dict(d.pop("augment", None)), **d)
+
 
 def generator(seed: int, *stream: int) -> torch.Generator:
     """An independent generator for one (seed, stream...) pair, e.g. (seed, epoch) or (seed, view)."""

@@ -51,9 +51,8 @@ class _Subsets:
 
 
 def metric_config(manifest: dict) -> MetricConfig:
-    cfg = dict(manifest.get("metric") or {})
-    cfg.pop("normalisation", None)
-    return MetricConfig.from_dict(cfg)
+    """The run's metric settings (manifest["config"]; manifest["metric"] also holds results such as the range)."""
+    return MetricConfig.from_dict((manifest.get("config") or {})["metric"])
 
 
 def heldout(run_dir: Path, manifest: dict, samples: pd.DataFrame) -> dict[str, torch.Tensor]:

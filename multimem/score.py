@@ -32,10 +32,7 @@ class MetricConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "MetricConfig":
-        d = dict(d)
-        aug = d.pop("augment", None) or {}
-        aug = {k: tuple(v) if isinstance(v, list) else v for k, v in aug.items()}
-        return cls(augment=augment.AugmentConfig(**aug), **d)
+        return augment.settings_from_dict(cls, d)
 
 
 class Timer:

@@ -53,10 +53,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        d = dict(d)
-        aug = d.pop("augment", None) or {}
-        aug = {k: tuple(v) if isinstance(v, list) else v for k, v in aug.items()}
-        return cls(augment=augment.AugmentConfig(**aug), **d)
+        return augment.settings_from_dict(cls, d)
 
 
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:

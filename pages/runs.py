@@ -5,6 +5,7 @@ import streamlit as st
 from multimem import app_cache, app_ui, explore, jobs
 from multimem.images import ImageError, decode
 from multimem.runs import RunError
+from multimem.sources.base import DataError
 
 app_ui.through_app()
 app_ui.show_problems(app_ui.link_problems())
@@ -49,30 +50,38 @@ def job_names() -> list[str]:
 def job_panel() -> None:
     procs = app_cache.jobs()
     names = job_names()
-    if not names:
-        return
-    st.subheader("Jobs")
+    if names:
+        st.subheader("Jobs")
+    live = set()
     for name in names:
         proc = procs.get(name)
         state = jobs.state(root, name, None if proc is None else proc.poll())
         with st.container(border=True):
             st.markdown(f"**{name}**: {state['status']}")
             if state["status"] in ("starting", "running"):
+                live.add(name)
                 stage, fraction, text = jobs.describe(state)
                 st.progress(fraction, text=text)
             if state["status"] == "complete":
-                st.markdown(f"[Open its overview]({explore.link('overview', {'run': name})})")
+                links = [f"[Open its overview]({explore.link('overview', {'run': name})})"]
+                parent = (app_cache.manifest(name).get("lineage") or {}).get("parent")
+                if parent:  # a mitigated run: before and after on one scale
+                    links.append(f"[Compare with its parent {parent}]"
+                                 f"({explore.link('compare', {'run': name, 'vs': parent})})")
+                st.markdown(" · ".join(links))
             if state["status"] == "failed":
                 st.error(f"Failed: {state['error']}", icon=":material/error:")
             log = jobs.log_tail(root, name)
             if log:
                 with st.expander("Log", expanded=state["status"] == "failed"):
                     st.code(log, language=None)
+    ended = st.session_state.get("_live_jobs", set()) - live
+    st.session_state["_live_jobs"] = live
+    if ended:  # a job just ended: the whole page again, so that the list and the run picker show its run
+        st.rerun()
 
 
-active = any(p.poll() is None for p in app_cache.jobs().values()) or (
-    not table.empty and (table["status"] == "running").any())
-st.fragment(job_panel, run_every=2 if active else None)()  # polls the manifests only while something runs
+jobs_slot = st.container()  # filled below, after this run's Start buttons, so that a job just started shows
 
 # ---- a new run
 st.subheader("Start a new run")
@@ -108,6 +117,115 @@ if st.session_state.pop("_start_run", False):
         st.caption("Command: `" + " ".join(jobs.command(req, root)[1:]) + "`")
     except (RunError, OSError) as exc:
         st.error(str(exc), icon=":material/error:")
+
+# ---- a mitigation of a complete run: `multimem mitigate --from PARENT --strategy ...` as a job
+STRATEGY_HELP = {
+    "noise": "retrain f and g with Gaussian noise on the image and/or text embeddings",
+    "captions": "retrain f and g drawing each step's caption among the first K captions",
+    "removal": "remove the top-N ranked training samples and fine-tune f on the rest",
+    "regroup": "retrain f and g; every K epochs the most memorized samples get their own batches",
+}
+MAIN = {"noise": ("std", "modalities"), "captions": ("captions_per_image",),  # shown first
+        "removal": ("n", "ranking", "pool", "finetune_epochs"), "regroup": ("folds", "every", "top")}
+LABELS = {"std": "Noise σ (std)", "modalities": "Modalities", "noise_space": "Noise space",
+          "captions_per_image": "Captions per image (K or all)", "n": "N: samples removed", "ranking": "Ranking",
+          "pool": "Pool", "finetune_epochs": "Fine-tune epochs", "finetune_lr_scale": "Fine-tune learning-rate scale",
+          "ranking_seed": "Random ranking seed", "folds": "K: reference models (folds)", "fold_seed": "Fold seed",
+          "every": "Rescore every (epochs)", "top": "Top share grouped", "hot_crop_min": "Targeted: smallest crop",
+          "hot_jitter": "Targeted: colour jitter", "token_dropout": "Targeted: word dropout",
+          "score_augmentations": "A for in-training scores"}
+
+
+def as_text(value) -> str:
+    """A parameter's default as the CLI would take it (multimem.cli._parse_value reads it back)."""
+    if value is None:
+        return "all"
+    if isinstance(value, tuple):
+        return "both" if len(value) > 1 else value[0]
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def precheck(parent: str, strategy: str, params) -> None:
+    """multimem.mitigate.mitigate's checks against the parent's settings, here so that they stop the Start
+    instead of failing the job (and leaving its folder behind)."""
+    from multimem import mitigate
+    from multimem.pipeline import RunConfig
+
+    m = app_cache.manifest(parent)
+    cfg = RunConfig.from_dict(m["config"])
+    if strategy == "regroup" and params.every >= cfg.train.epochs:
+        raise RunError(f"Rescore every {params.every} epochs never rescores: {parent} trains {cfg.train.epochs} "
+                       "epochs; use a smaller value")
+    sizes = (m.get("split") or {}).get("sizes") or {}
+    pool = sizes.get("candidate", 0) + (sizes.get("shared", 0) if getattr(params, "pool", "") == "train" else 0)
+    if strategy == "removal" and params.n > pool:
+        raise RunError(f"Cannot remove {params.n} samples: the {params.pool} pool of {parent} holds {pool}")
+    if mitigate.same_as_parent(cfg, strategy, params):
+        raise RunError(f"{parent} already trains that way: nothing to derive; change a setting")
+
+
+def mitigation_form(complete: list[str]) -> None:
+    from multimem import cli, mitigate  # torch: imported only once this form is opened
+
+    c1, c2 = st.columns([1, 3])
+    current = app_ui.current_run()
+    parent = c1.selectbox("Parent run", complete, index=complete.index(current) if current in complete else 0,
+                          key="mit_parent", help="A complete run; the derived run keeps its data, split and settings")
+    strategy = c2.radio("Strategy", mitigate.STRATEGIES, key="mit_strategy",
+                        captions=[STRATEGY_HELP[s] for s in mitigate.STRATEGIES])
+    defaults = mitigate.PARAMS[strategy]()
+    own = sorted((o for o in cli.MITIGATION_OPTIONS if hasattr(defaults, o)), key=lambda o: o not in MAIN[strategy])
+    choices = {"modalities": ["both", "image", "text"], "noise_space": list(mitigate.NOISE_SPACES),
+               "ranking": list(mitigate.RANKINGS), "pool": list(mitigate.POOLS)}
+    texts = {}
+    with st.form("mitigate"):  # the strategy's settings, main ones first, four a row
+        for opt, col in zip(own, [c for _ in range(0, len(own), 4) for c in st.columns(4)]):
+            label, helptext = LABELS[opt], cli.MITIGATION_OPTIONS[opt][1].split(": ", 1)[1]
+            key, default = f"mit_{strategy}_{opt}", as_text(getattr(defaults, opt))
+            texts[opt] = (col.selectbox(label, choices[opt], index=choices[opt].index(default), key=key, help=helptext)
+                          if opt in choices else col.text_input(label, default, key=key, help=helptext))
+        name = st.text_input("Run name (optional)", key="mit_name", placeholder="default: PARENT.STRATEGY-SETTINGS")
+        st.form_submit_button("Start mitigation", type="primary", icon=":material/play_arrow:", key="mit_start",
+                              on_click=flag, args=("_start_mitigation",))
+    if not st.session_state.pop("_start_mitigation", False):
+        return
+    try:
+        values = {}
+        for opt, text in texts.items():
+            try:
+                values[opt] = cli._parse_value(opt, text, cli.MITIGATION_OPTIONS[opt][0])
+            except DataError as exc:
+                raise DataError(str(exc).replace("--" + opt.replace("_", "-"), LABELS[opt])) from None
+        options = {k: v for k, v in values.items() if v != getattr(defaults, k)}  # the flags a user would type
+        precheck(parent, strategy, mitigate.make_params(strategy, **options))
+        new, proc = mitigate.start_job(root, parent, strategy, options, name.strip() or None)
+    except (DataError, OSError) as exc:  # MitigationError and RunError are DataErrors
+        st.error(str(exc), icon=":material/error:")
+        return
+    app_cache.jobs()[new] = proc
+    st.success(f"Started {new}, a {strategy} mitigation of {parent}; its progress appears under Jobs above.",
+               icon=":material/rocket_launch:")
+    st.caption("Command: `" + " ".join(mitigate.command(root, parent, strategy, options, new)[1:]) + "`")
+
+
+st.subheader("Mitigate a run")
+complete = table.loc[table["status"] == "complete", "name"].tolist() if not table.empty else []
+if not complete:
+    st.caption("Needs a complete run.")
+else:
+    # on_change="rerun": the form, and torch with multimem.mitigate, load only once it is opened (a page view
+    # imports no torch); it stays open for the rest of the session
+    box = st.expander("Derive a run from a complete one: noise, captions, removal or regroup (docs/mitigation.md)",
+                      key="mit_open", on_change="rerun", icon=":material/healing:")
+    if box.open:
+        with box:
+            mitigation_form(complete)
+
+# ---- the jobs panel, above
+with jobs_slot:
+    active = any(p.poll() is None for p in app_cache.jobs().values()) or (
+        not table.empty and (table["status"] == "running").any())
+    st.fragment(job_panel, run_every=2 if active else None)()  # polls the manifests only while something runs
 
 # ---- score one pair on demand
 st.subheader("Score your own pair")

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import html
 import io
+import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -229,3 +231,121 @@ def test_no_runs_says_how_to_make_one(tmp_path, monkeypatch):
     at.run(timeout=TIMEOUT)
     assert not at.exception
     assert "python -m multimem demo" in at.info[0].value and "make run" in at.info[0].value
+
+
+# ---- mitigations from the Runs page (pages/runs.py, multimem.mitigate.start_job)
+
+def runs_page(root: Path, monkeypatch, **state) -> AppTest:
+    """The Runs page on `root`, with these session-state values (mit_open=True: the mitigation form is open)."""
+    monkeypatch.setenv("MULTIMEM_RUNS", str(root))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params["page"] = "runs"
+    for key, value in state.items():
+        at.session_state[key] = value
+    at.run(timeout=TIMEOUT)
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+@pytest.fixture
+def own_demo(app_runs, tmp_path) -> Path:
+    """A runs root of its own with a copy of 'demo': the runs these tests derive must not show up in others."""
+    root = tmp_path / "runs"
+    shutil.copytree(app_runs / "demo", root / "demo", ignore=shutil.ignore_patterns(".lock"))
+    return root
+
+
+def test_mitigation_form_lists_the_strategies_and_shows_noise_by_default(app_runs, monkeypatch):
+    from multimem import mitigate
+    from multimem.cli import MITIGATION_OPTIONS
+
+    closed = runs_page(app_runs, monkeypatch)
+    assert any(e.label.startswith("Derive a run") for e in closed.expander)
+    assert not [r for r in closed.radio if r.key == "mit_strategy"]  # not drawn (nor torch loaded) until opened
+
+    at = runs_page(app_runs, monkeypatch, mit_open=True)
+    strategy = at.radio(key="mit_strategy")
+    assert strategy.options == ["noise", "captions", "removal", "regroup"] and strategy.value == "noise"
+    assert "Gaussian noise" in strategy.proto.captions[0] and "fine-tune f" in strategy.proto.captions[2]
+    assert at.selectbox(key="mit_parent").options == ["demo", "halved"]  # complete runs
+    assert at.text_input(key="mit_noise_std").value == f"{mitigate.NoiseParams().std:g}" == "0.1"
+    assert at.selectbox(key="mit_noise_modalities").value == "both"
+    assert at.selectbox(key="mit_noise_noise_space").value == mitigate.NoiseParams().noise_space
+    assert at.text_input(key="mit_noise_std").help == MITIGATION_OPTIONS["std"][1].removeprefix("noise: ")
+    assert not [t for t in at.text_input if t.key and t.key.startswith("mit_removal_")]
+
+    strategy.set_value("removal").run(timeout=TIMEOUT)
+    d = mitigate.RemovalParams()
+    assert at.text_input(key="mit_removal_n").value == str(d.n)
+    assert at.selectbox(key="mit_removal_ranking").options == list(mitigate.RANKINGS)
+    assert at.selectbox(key="mit_removal_pool").value == d.pool
+    assert at.text_input(key="mit_removal_finetune_epochs").value == str(d.finetune_epochs)
+    assert at.text_input(key="mit_removal_folds").value == str(d.folds)  # the multimem-kfold ranking's K
+    at.radio(key="mit_strategy").set_value("regroup").run(timeout=TIMEOUT)
+    assert [at.text_input(key=f"mit_regroup_{o}").value for o in ("folds", "every", "top")] == ["4", "10", "0.05"]
+    at.radio(key="mit_strategy").set_value("captions").run(timeout=TIMEOUT)
+    assert at.text_input(key="mit_captions_captions_per_image").value == "all"
+
+
+def test_mitigation_bad_values_give_a_message_and_start_nothing(own_demo, monkeypatch):
+    at = runs_page(own_demo, monkeypatch, mit_open=True)
+
+    def start(**values) -> str:
+        for key, value in values.items():
+            at.text_input(key=key).set_value(value)
+        at.button(key="mit_start").click().run(timeout=TIMEOUT)
+        assert not at.exception, [e.value for e in at.exception]
+        return " ".join(e.value for e in at.error)
+
+    assert "Noise σ (std) must be a number, got 'abc'" in start(mit_noise_std="abc")
+    assert "noise std must be a number in (0, 10]" in start(mit_noise_std="0")
+    assert "a run named 'demo' already exists" in start(mit_noise_std="0.1", mit_name="demo")
+    at.text_input(key="mit_name").set_value("")
+    at.radio(key="mit_strategy").set_value("regroup").run(timeout=TIMEOUT)
+    assert "never rescores: demo trains 2 epochs" in start()  # the fast demo: checked before a job starts
+    at.radio(key="mit_strategy").set_value("captions").run(timeout=TIMEOUT)
+    assert "demo already trains that way" in start()  # all captions: what the parent did
+    assert "a whole number or 'all'" in start(mit_captions_captions_per_image="1.5")
+    at.radio(key="mit_strategy").set_value("removal").run(timeout=TIMEOUT)
+    assert "cannot remove 100000 samples" in start(mit_removal_n="100000").lower()
+    assert [p.name for p in own_demo.iterdir()] == ["demo"]  # no job folder left behind
+    assert not any("**demo." in m.value for m in at.markdown)  # and no job
+
+
+def test_starting_a_noise_mitigation_makes_a_run_derived_from_demo(own_demo, monkeypatch):
+    from multimem import app_cache
+    from multimem.runs import Run
+
+    name = "demo.noise-image-0.05"
+    at = runs_page(own_demo, monkeypatch, mit_open=True)
+    at.text_input(key="mit_noise_std").set_value("0.05")
+    at.selectbox(key="mit_noise_modalities").set_value("image")
+    at.button(key="mit_start").click().run(timeout=TIMEOUT)
+    try:
+        assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
+        assert f"Started {name}, a noise mitigation of demo" in at.success[0].value
+        # the job: `multimem mitigate` with the values given, shown in the job view at once
+        argv = json.loads((own_demo / name / "job.json").read_text())["argv"]
+        assert argv[1:] == ["-m", "multimem", "mitigate", "--from", "demo", "--strategy", "noise", "--runs-root",
+                            str(own_demo), "--name", name, "--std", "0.05", "--modalities", "image"]
+        assert any(md.value.startswith(f"**{name}**: ") for md in at.markdown)
+        proc = app_cache.jobs()[name]  # the server's job table (one per process, shared with AppTest)
+        assert proc.wait(timeout=600) == 0, (own_demo / name / "job.log").read_text()[-3000:]
+        m = Run(own_demo, name).manifest()
+        assert m["status"] == "complete"
+        assert m["lineage"] == {"parent": "demo", "mitigation": {"strategy": "noise", "std": 0.05,
+                                                                  "modalities": ["image"], "noise_space": "raw"}}
+        assert m["config"]["train"]["feature_noise"] == {"image": 0.05}
+        assert m["comparison"]["parent"] == "demo"
+
+        at.run(timeout=TIMEOUT)  # the job view says complete and links to Compare; the list shows its parent
+        assert not at.exception
+        assert any(md.value.startswith(f"**{name}**: complete") for md in at.markdown)
+        compare = explore.link("compare", {"run": name, "vs": "demo"})
+        assert any(f"[Compare with its parent demo]({compare})" in md.value for md in at.markdown)
+        table = at.dataframe[0].value.set_index("name")
+        assert table.loc[name, "parent"] == "demo" and table.loc[name, "status"] == "complete"
+    finally:
+        proc = app_cache.jobs().pop(name, None)
+        if proc is not None and proc.poll() is None:
+            proc.kill()
