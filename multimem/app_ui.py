@@ -113,6 +113,19 @@ def link_problems() -> list[str]:
     return list(st.session_state.get("_link_problems", []))
 
 
+def page_run(title: str | None = None) -> str:
+    """Every run page's start: the app shell, the link's problems, and the current run; stops with a hint if none."""
+    through_app()
+    show_problems(link_problems())
+    name = current_run()
+    if not name:
+        if title:
+            st.title(title)
+        no_runs()
+        st.stop()
+    return name
+
+
 def no_runs() -> None:
     root = app_cache.runs_root()
     st.info(

@@ -5,12 +5,7 @@ import streamlit as st
 from multimem import app_cache, app_ui, explore
 from multimem.explore import BrowseView, Region
 
-app_ui.through_app()
-app_ui.show_problems(app_ui.link_problems())
-name = app_ui.current_run()
-if not name:
-    app_ui.no_runs()
-    st.stop()
+name = app_ui.page_run()
 
 table = app_cache.scores(name)
 labels = sorted(table["label"].dropna().astype(str).unique()) if "label" in table else []

@@ -6,12 +6,7 @@ import streamlit as st
 from multimem import app_cache, app_ui, explore
 from multimem.splits import CANDIDATE
 
-app_ui.through_app()
-app_ui.show_problems(app_ui.link_problems())
-name = app_ui.current_run()
-if not name:
-    app_ui.no_runs()
-    st.stop()
+name = app_ui.page_run()
 
 runs = app_cache.scored_runs()
 others = [r for r in runs if r != name]

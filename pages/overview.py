@@ -10,13 +10,7 @@ from multimem.splits import CANDIDATE, INDEPENDENT, SHARED
 
 COLOURS = {CANDIDATE: "#d62728", INDEPENDENT: "#1f77b4", SHARED: "#7f7f7f"}
 
-app_ui.through_app()
-app_ui.show_problems(app_ui.link_problems())
-name = app_ui.current_run()
-if not name:
-    st.title("MultiMem Explorer")
-    app_ui.no_runs()
-    st.stop()
+name = app_ui.page_run(title="MultiMem Explorer")
 
 m = app_cache.manifest(name)
 table = app_cache.scores(name)

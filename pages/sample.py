@@ -12,12 +12,7 @@ NEIGHBOUR_KINDS = {
     "text_to_image": ("Caption → images", "training images f matches to this caption (across modalities)"),
 }
 
-app_ui.through_app()
-app_ui.show_problems(app_ui.link_problems())
-name = app_ui.current_run()
-if not name:
-    app_ui.no_runs()
-    st.stop()
+name = app_ui.page_run()
 
 samples = app_cache.samples(name)
 table = app_cache.scores(name)
