@@ -76,3 +76,34 @@ def test_run_names_are_accepted_only_when_safe(name):
         assert not NAME_RE.fullmatch(name) or ".." in name
     else:
         assert "/" not in name and "\\" not in name and ".." not in name and not name.startswith(".")
+
+
+# ---- links: whatever a URL holds, parsing gives a valid view or a friendly message, never an exception
+from multimem import explore  # noqa: E402
+
+param_values = st.one_of(st.text(max_size=40), st.lists(st.text(max_size=20), max_size=3))
+BROWSE_KEYS = ["subset", "lo", "hi", "label", "q", "injected", "sort", "order", "p", "n", "x", "y", "sel", "page", "run"]
+
+
+@given(st.dictionaries(st.sampled_from(BROWSE_KEYS), param_values, max_size=8))
+def test_browse_links_always_parse_to_a_valid_view(params):
+    view, problems = explore.parse_browse(params, labels=["Flags", "Objects"])
+    assert set(view.subsets) <= {"candidate", "independent", "shared"} and view.subsets
+    assert -1.0 <= view.lo <= view.hi <= 1.0
+    assert set(view.labels) <= {"Flags", "Objects"}
+    assert view.page >= 1 and view.per_page >= 1
+    assert all(isinstance(p, str) for p in problems)
+
+
+@given(st.text(max_size=80))
+def test_run_and_sample_links_never_name_unknown_things(value):
+    problems: list[str] = []
+    run = explore.parse_run_name(value, ["demo", "other"], problems)
+    assert run in (None, "demo", "other")
+    assert (run is None) == (value not in ("demo", "other")) or value == ""
+    import pandas as pd
+
+    sid = explore.parse_sample_id(value, pd.Index(["1f600", "1f44d"]), problems)
+    assert sid in (None, "1f600", "1f44d")
+    assert explore.parse_page(value) in (None, *explore.PAGES)
+    assert explore.parse_k({"k": value}, problems) >= 1

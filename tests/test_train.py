@@ -63,3 +63,13 @@ def test_warmup_then_cosine():
     assert lr_at(9, 100, cfg) == pytest.approx(1.0)
     assert lr_at(55, 100, cfg) == pytest.approx(0.5, abs=0.02)
     assert lr_at(99, 100, cfg) < 0.01
+
+
+def test_a_nan_loss_stops_training_with_a_named_error(data, tmp_path):
+    from multimem.train import TrainingError
+
+    tok = models.fit_tokenizer("mm-tiny", [c for p in data.pairs for c in p.captions])
+    cfg = TrainConfig(epochs=1, batch_size=32, feature_noise={"image": float("inf")})
+    with pytest.raises(TrainingError, match=r"loss became nan at epoch 1, step 1; lower the learning rate \(--lr"):
+        train(data, data.rows(*TRAIN_F), "mm-tiny", tok, cfg, tmp_path / "nan")
+    assert not list((tmp_path / "nan").glob("epoch_*.pt"))  # nothing that looks like a finished epoch
