@@ -27,6 +27,13 @@ st.caption(
     + (f" · derived from {lineage['parent']} ({lineage.get('mitigation')})" if lineage.get("parent") else "")
 )
 
+skipped = ds.get("skipped") or {}
+if skipped.get("count"):
+    st.warning(f"{skipped['count']} samples of the dataset were unusable and skipped (not in any subset).",
+               icon=":material/warning:")
+    with st.expander("The first skipped samples"):
+        st.dataframe(pd.DataFrame(skipped.get("examples") or []), hide_index=True, width="stretch")
+
 # ---- headline figures
 summary = m.get("summary") or {}
 means = summary.get("mean_multimem") or {}

@@ -349,3 +349,18 @@ def test_starting_a_noise_mitigation_makes_a_run_derived_from_demo(own_demo, mon
         proc = app_cache.jobs().pop(name, None)
         if proc is not None and proc.poll() is None:
             proc.kill()
+
+
+def test_overview_shows_skipped_samples_and_their_reasons(app_runs, tmp_path, monkeypatch):
+    shutil.copytree(app_runs / "demo", tmp_path / "demo", ignore=shutil.ignore_patterns(".lock"))
+    manifest = json.loads((tmp_path / "demo" / "manifest.json").read_text())
+    manifest["dataset"]["skipped"] = {"count": 2, "examples": [
+        {"where": "data.csv:7", "reason": "data.csv:7: empty caption"},
+        {"where": "img/9.png", "reason": "img/9.png: cannot decode image (truncated)"}]}
+    (tmp_path / "demo" / "manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.setenv("MULTIMEM_RUNS", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run(timeout=TIMEOUT)
+    assert any("2 samples of the dataset were unusable" in w.value for w in at.warning)
+    shown = at.dataframe[0].value
+    assert list(shown["where"]) == ["data.csv:7", "img/9.png"] and "cannot decode" in shown["reason"].iloc[1]
