@@ -66,7 +66,7 @@ def main() -> None:
     shutil.rmtree(root / name, ignore_errors=True)
     cmd = [sys.executable, "-m", "multimem", "demo", "--name", name, "--runs-root", str(root)] + (["--fast"] if args.fast else [])
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, stderr=subprocess.DEVNULL)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.perf_counter() - t0
     run = Run(root, name)
     m = run.manifest()
