@@ -13,13 +13,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from multimem.runs import Run, RunError, check_name
+from multimem.runs import STAGES, Run, RunError, check_name
 
 LOG = "job.log"
 INFO = "job.json"
 SOURCES = ("twemoji", "csv", "wds", "coco")
-# multimem.pipeline.STAGES, repeated so that the dashboard does not import torch to show a progress bar
-STAGES = ("train_f", "train_g", "score", "evaluate", "index")
 
 
 def shipped_models() -> list[str]:

@@ -19,13 +19,12 @@ import torch
 from multimem import models
 from multimem.atomic import atomic_numpy, atomic_parquet
 from multimem.dataset import PairData, build, fingerprint
-from multimem.runs import COMPLETE, FAILED, RUNNING, Run, RunError
+from multimem.runs import COMPLETE, FAILED, RUNNING, STAGES, Run, RunError
 from multimem.score import MetricConfig
 from multimem.sources import DataError, open_source
 from multimem.splits import CANDIDATE, INDEPENDENT, SHARED, TRAIN_F, TRAIN_G, SplitSizes
 from multimem.train import TrainConfig
 
-STAGES = ("train_f", "train_g", "score", "evaluate", "index")
 
 
 @dataclass

@@ -28,6 +28,7 @@ from multimem.sources.base import DataError
 DEFAULT_ROOT = Path(os.environ.get("MULTIMEM_RUNS", "runs"))
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 RUNNING, FAILED, COMPLETE, INCOMPLETE = "running", "failed", "complete", "incomplete"
+STAGES = ("train_f", "train_g", "score", "evaluate", "index")  # a run is complete when all are done
 
 
 class RunError(DataError):
