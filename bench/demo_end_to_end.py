@@ -43,7 +43,7 @@ def bare_forward_seconds(f, g, data, cfg: RunConfig) -> float:
     clean = lambda r: [augment.normalise(augment.clean_view(data.images[r[i:i + 512]], size), mean, std) for i in range(0, len(r), 512)]
     clean_inputs = clean(held) + clean(rows)
     captions, _ = view_captions(data, rows.numpy(), choice)
-    tokens = data.tokens[captions]
+    tokens = data.tokens_at(captions)
     token_batches = [tokens[i:i + 2 * mcfg.batch_size] for i in range(0, len(tokens), 2 * mcfg.batch_size)]
     clean_tokens = [data.caption_tokens(r) for r in (held, rows)]
     t0 = time.perf_counter()

@@ -42,8 +42,7 @@ def _worker_score(run: Run, cfg) -> None:
     """A rank other than 0: embed this rank's shard; rank 0 gathers and writes (multimem.distributed)."""
     from multimem import models
     from multimem.dataset import build
-    from multimem.pipeline import load_pair, store_size
-    from multimem.score import score
+    from multimem.pipeline import score_stage, store_size
     from multimem.sources import open_source
     from multimem.tokenizer import CompactTokenizer
 
@@ -51,8 +50,7 @@ def _worker_score(run: Run, cfg) -> None:
                  store_size(cfg.model), cfg.workers, stream=cfg.stream)
     m = run.manifest()
     data.tokenize(CompactTokenizer(cfg.model, models.context_length(cfg.model), (m.get("model") or {}).get("token_map")))
-    f, g, _ = load_pair(run, cfg)
-    score(f, g, data, cfg.metric)
+    score_stage(run, cfg, data)
 
 
 def cmd_score(args, build_config, existing, print_summary) -> int:

@@ -69,7 +69,7 @@ class PairData:
     original_caption: list[str | None]
     images: torch.Tensor | StreamedImages  # uint8 N×3×S×S, or decoded per batch
     workers: int = 2  # DataLoader workers that decode streamed images ahead of the model
-    tokens: torch.Tensor | None = None  # all captions, flat: T×L
+    tokens: torch.Tensor | None = None  # all captions, flat: T×L int32 (half of int64's bytes per sample)
     caption_start: torch.Tensor | None = None  # N
     caption_count: torch.Tensor | None = None  # N
 
@@ -86,14 +86,17 @@ class PairData:
     def tokenize(self, tokenizer: CompactTokenizer) -> None:
         texts = [c for p in self.pairs for c in p.captions]
         counts = torch.tensor([len(p.captions) for p in self.pairs])
-        self.tokens = torch.cat([tokenizer(texts[i : i + 8192]) for i in range(0, len(texts), 8192)])
+        self.tokens = torch.cat([tokenizer(texts[i : i + 8192]).int() for i in range(0, len(texts), 8192)])
         self.caption_count = counts
         self.caption_start = torch.cumsum(counts, 0) - counts
 
     def caption_tokens(self, rows: torch.Tensor, choice: torch.Tensor | None = None) -> torch.Tensor:
-        """Tokens of caption `choice[k]` (default the first) of sample rows[k]."""
+        """Tokens (int64, as the models take them) of caption `choice[k]` (default the first) of sample rows[k]."""
         idx = self.caption_start[rows] + (0 if choice is None else choice)
-        return self.tokens[idx]
+        return self.tokens_at(idx)
+
+    def tokens_at(self, caption_index: torch.Tensor) -> torch.Tensor:
+        return self.tokens[caption_index].long()
 
     def table(self) -> pd.DataFrame:
         """One row per sample: what the run directory's samples.parquet holds."""

@@ -316,8 +316,8 @@ def cmc_of(model, data: PairData, rows: np.ndarray, held: np.ndarray, mcfg) -> n
     hi, ht = embed_clean(model, data, held, mcfg.batch_size)
     h = metric.held_summary(torch.stack([hi, ht], dim=1))
     out = np.zeros(len(rows), np.float32)
-    for start, views in iter_views(model, data, rows, mcfg, desc="score"):
-        out[start : start + len(views)] = metric.cmc(views, h).cmc.numpy()
+    for batch in iter_views(model, data, rows, mcfg, desc="score"):
+        out[batch.start : batch.start + len(batch.rows)] = metric.cmc(batch.views, h).cmc.numpy()
     return out
 
 

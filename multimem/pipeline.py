@@ -175,20 +175,37 @@ def summarise(table: pd.DataFrame) -> dict:
     return out
 
 
+def with_sample_columns(run: Run, table: pd.DataFrame) -> pd.DataFrame:
+    """The scores table preceded by each scored row's samples.parquet columns (id, subset, captions, ...)."""
+    samples = pd.read_parquet(run.path("samples.parquet")).iloc[table["row"].to_numpy()].reset_index(drop=True)
+    return pd.concat([samples, table], axis=1)
+
+
 def score_stage(run: Run, cfg: RunConfig, data: PairData) -> None:
-    from multimem.score import embed_clean, score
+    """Scores of the scored samples and clean embeddings of every sample; under torchrun every rank calls it with
+    the same data, each embeds its share, and rank 0 writes the run."""
+    from multimem import distributed
+    from multimem.embeddings import EmbeddingParts, assemble
+    from multimem.score import iter_clean, score, scored_rows
 
     t0 = time.time()
     f, g, _ = load_pair(run, cfg)
-    table, summary = score(f, g, data, cfg.metric)
-    samples = data.table()
-    table = pd.concat([samples.iloc[table["row"].to_numpy()].reset_index(drop=True), table], axis=1)
-    atomic_parquet(table, run.path("scores.parquet"))
-    all_rows = np.arange(len(data))
+    # scoring embeds the clean views of the scored rows; the rest are embedded here, each row once
+    scored = scored_rows(data, cfg.metric)
+    mine_rest = distributed.shard(np.setdiff1d(np.arange(len(data)), scored))
+    parts = EmbeddingParts(run.path("embeddings"), len(data), np.concatenate([distributed.shard(scored), mine_rest]),
+                           distributed.rank())
+    table, summary = score(f, g, data, cfg.metric, on_clean=parts.add)
     for tag, model in (("f", f), ("g", g)):
-        img, txt = embed_clean(model, data, all_rows)
-        atomic_numpy(img.numpy().astype(np.float32), run.path("embeddings", f"{tag}_image.npy"))
-        atomic_numpy(txt.numpy().astype(np.float32), run.path("embeddings", f"{tag}_text.npy"))
+        for rows, image, text in iter_clean(model, data, mine_rest, cfg.metric.batch_size):
+            parts.add(tag, rows, image, text)
+    parts.close()
+    distributed.barrier()
+    if table is None:  # not rank 0
+        return
+    assemble(run.path("embeddings"), len(data), distributed.world_size())
+    table = with_sample_columns(run, table)
+    atomic_parquet(table, run.path("scores.parquet"))
     normalisation = summary["normalisation"]
     parent = (run.manifest().get("lineage") or {}).get("parent")
     if parent:  # a derived run: also the range shared with its parent, for comparing on one scale (METHOD.md 3)

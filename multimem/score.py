@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Callable, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -59,18 +60,24 @@ def encode_texts(model, tokens: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def embed_clean(model, data: PairData, rows: np.ndarray, batch_size: int = 512, timer: Timer | None = None):
-    """Image and first-caption embeddings (no augmentation) of data rows: two N×d tensors."""
+def iter_clean(model, data: PairData, rows: np.ndarray, batch_size: int = 512, timer: Timer | None = None):
+    """Yield (row batch, image, first-caption) embeddings of data rows without augmentation, one batch at a time."""
     mean, std, size = models.image_norm(model)
     timer = timer or Timer()
-    rows_t = torch.as_tensor(rows, dtype=torch.long)
-    img, txt = [], []
-    for batch, pixels in image_batches(data.images, rows_t, batch_size, data.workers):
+    for batch, pixels in image_batches(data.images, torch.as_tensor(rows, dtype=torch.long), batch_size, data.workers):
         x = augment.normalise(augment.clean_view(pixels, size), mean, std)
         tokens = data.caption_tokens(batch)
         with timer:
-            img.append(encode_images(model, x))
-            txt.append(encode_texts(model, tokens))
+            image, text = encode_images(model, x), encode_texts(model, tokens)
+        yield batch.numpy(), image, text
+
+
+def embed_clean(model, data: PairData, rows: np.ndarray, batch_size: int = 512, timer: Timer | None = None):
+    """Image and first-caption embeddings (no augmentation) of data rows: two N×d tensors."""
+    img, txt = [], []
+    for _, i, t in iter_clean(model, data, rows, batch_size, timer):
+        img.append(i)
+        txt.append(t)
     d = model.text_projection.shape[-1] if hasattr(model, "text_projection") else 0
     empty = torch.zeros(0, d)
     return (torch.cat(img) if img else empty), (torch.cat(txt) if txt else empty)
@@ -100,12 +107,21 @@ def view_captions(data: PairData, rows: np.ndarray, choice: torch.Tensor) -> tup
     return torch.unique(flat, return_inverse=True)
 
 
+class ViewBatch(NamedTuple):
+    start: int  # position of the first row of the batch in `rows`
+    rows: np.ndarray  # B data rows
+    views: torch.Tensor  # B × A × 2 × d: image and caption embedding of each view
+    clean: torch.Tensor | None  # B × 2 × d: un-augmented image and first caption (when asked for)
+
+
 @torch.no_grad()
-def iter_views(model, data: PairData, rows: np.ndarray, cfg: MetricConfig, timer: Timer | None = None, desc=""):
-    """Yield (start, views) over data rows in batches; views is B × A × 2 × d (image and caption of each view).
+def iter_views(model, data: PairData, rows: np.ndarray, cfg: MetricConfig, timer: Timer | None = None, desc="",
+               clean: bool = False):
+    """Yield a ViewBatch per batch of data rows: the A views of each row, and its clean view if `clean`.
 
     Only one batch of embeddings exists at a time, so memory does not grow with the number of scored samples.
-    Within a batch each distinct caption is embedded once and gathered per view.
+    Within a batch each distinct caption is embedded once and gathered per view; the clean view reuses the decoded
+    images (no second pass over the data).
     """
     mean, std, size = models.image_norm(model)
     timer = timer or Timer()
@@ -117,19 +133,25 @@ def iter_views(model, data: PairData, rows: np.ndarray, cfg: MetricConfig, timer
     batches = image_batches(data.images, rows_t, per_batch, data.workers)
     for batch, pixels in tqdm(batches, total=-(-len(rows_t) // per_batch), desc=desc or "embed views", unit="batch",
                               leave=False, mininterval=1 if sys.stderr.isatty() else 30):
-        end = start + len(batch)
+        b = len(batch)
+        end = start + b
         x = augment.normalise(augment.apply_views(pixels.repeat_interleave(a, 0), params_t[start:end].flatten(0, 1), size), mean, std)
-        unique, inverse = view_captions(data, batch.numpy(), choice_t[start:end])
+        choice = choice_t[start:end]
+        if clean:  # caption 0 of each row rides along with the view captions
+            choice = torch.cat([choice, torch.zeros(b, 1, dtype=choice.dtype)], dim=1)
+        unique, inverse = view_captions(data, batch.numpy(), choice)
         with timer:
-            image = encode_images(model, x).view(len(batch), a, -1)
-            text = encode_texts(model, data.tokens[unique])[inverse].view(len(batch), a, -1)
-        yield start, torch.stack([image, text], dim=2)
+            image = encode_images(model, x).view(b, a, -1)
+            text = encode_texts(model, data.tokens_at(unique))[inverse].view(b, choice.shape[1], -1)
+            clean_image = encode_images(model, augment.normalise(augment.clean_view(pixels, size), mean, std)) if clean else None
+        views = torch.stack([image, text[:, :a]], dim=2)
+        yield ViewBatch(start, batch.numpy(), views, torch.stack([clean_image, text[:, a]], dim=1) if clean else None)
         start = end
 
 
 def embed_views(model, data: PairData, rows: np.ndarray, cfg: MetricConfig, timer: Timer | None = None, desc=""):
     """N × A × 2 × d: all views of data rows at once (see iter_views), l2-normalised."""
-    parts = [v for _, v in iter_views(model, data, rows, cfg, timer, desc)]
+    parts = [b.views for b in iter_views(model, data, rows, cfg, timer, desc)]
     return torch.cat(parts) if parts else torch.zeros(0, cfg.augmentations, 2, 0)
 
 
@@ -148,26 +170,32 @@ def heldout_rows(data: PairData, cfg: MetricConfig) -> np.ndarray:
     return np.sort(np.random.default_rng(cfg.seed + 1).choice(extra, size=cfg.heldout_size, replace=False))
 
 
-def score_rows(f, g, data: PairData, rows: np.ndarray, held: np.ndarray, cfg: MetricConfig, timer: Timer) -> pd.DataFrame:
-    """Raw scores and their parts for data rows (no normalisation: that needs the whole scored set)."""
+def score_rows(f, g, data: PairData, rows: np.ndarray, held: np.ndarray, cfg: MetricConfig, timer: Timer,
+               on_clean: Callable[[str, np.ndarray, torch.Tensor, torch.Tensor], None] | None = None) -> pd.DataFrame:
+    """Raw scores and their parts for data rows (no normalisation: that needs the whole scored set).
+
+    Everything is computed batch by batch into per-row columns, so memory grows only by those few floats per row.
+    `on_clean(tag, rows, image, text)` receives each batch's clean embeddings (the pipeline stores them).
+    """
     n = len(rows)
     cols: dict[str, np.ndarray] = {"row": rows}
     cmc, dist = {}, {}
     for tag, model in (("f", f), ("g", g)):
         hi, ht = embed_clean(model, data, held, cfg.batch_size, timer)
         h = metric.held_summary(torch.stack([hi, ht], dim=1))  # H: M × 2 × d -> d
-        own, held_term = np.zeros(n, np.float32), np.zeros(n, np.float32)
+        own, held_term, cos = (np.zeros(n, np.float32) for _ in range(3))
         dist[tag] = np.zeros((2, n), np.float32)
-        for start, views in iter_views(model, data, rows, cfg, timer, desc=f"score {tag}"):
-            terms = metric.cmc(views, h)
-            end = start + len(views)
-            own[start:end], held_term[start:end] = terms.own.numpy(), terms.held.numpy()
+        for batch in iter_views(model, data, rows, cfg, timer, desc=f"score {tag}", clean=True):
+            terms = metric.cmc(batch.views, h)
+            sl = slice(batch.start, batch.start + len(batch.rows))
+            own[sl], held_term[sl] = terms.own.numpy(), terms.held.numpy()
             for m in (0, 1):  # image, text: per-encoder view distance for SSLMem
-                dist[tag][m, start:end] = metric.view_distance(views[:, :, m]).numpy()
+                dist[tag][m, sl] = metric.view_distance(batch.views[:, :, m]).numpy()
+            cos[sl] = (batch.clean[:, 0] * batch.clean[:, 1]).sum(-1).numpy()
+            if on_clean is not None:
+                on_clean(tag, batch.rows, batch.clean[:, 0], batch.clean[:, 1])
         cmc[tag] = own - held_term
-        cols[f"own_{tag}"], cols[f"held_{tag}"], cols[f"cmc_{tag}"] = own, held_term, cmc[tag]
-        ci, ct = embed_clean(model, data, rows, cfg.batch_size, timer)
-        cols[f"cos_{tag}"] = (ci * ct).sum(-1).numpy()
+        cols[f"own_{tag}"], cols[f"held_{tag}"], cols[f"cmc_{tag}"], cols[f"cos_{tag}"] = own, held_term, cmc[tag], cos
     cols["multimem_raw"] = cmc["f"] - cmc["g"]  # metric.multimem on the batched terms
     cols["sslmem_image"] = dist["g"][0] - dist["f"][0]  # metric.sslmem: L(g, x) − L(f, x)
     cols["sslmem_text"] = dist["g"][1] - dist["f"][1]
@@ -178,17 +206,18 @@ COLUMNS = ["row", "multimem", "multimem_raw", "cmc_f", "cmc_g", "own_f", "held_f
            "sslmem_image", "sslmem_text", "cos_f", "cos_g"]
 
 
-def score(f, g, data: PairData, cfg: MetricConfig) -> tuple[pd.DataFrame, dict] | tuple[None, None]:
+def score(f, g, data: PairData, cfg: MetricConfig, on_clean=None) -> tuple[pd.DataFrame, dict] | tuple[None, None]:
     """The scores table (one row per scored sample) and a summary with the normalisation range and timings.
 
     Under torchrun every rank scores its shard and rank 0 gets the whole table; other ranks get (None, None).
+    `on_clean`: see score_rows (called on every rank for its shard).
     """
     from multimem import distributed
 
     t0 = time.perf_counter()
     timer = Timer()
     rows, held = scored_rows(data, cfg), heldout_rows(data, cfg)
-    table = distributed.gather_frames(score_rows(f, g, data, distributed.shard(rows), held, cfg, timer))
+    table = distributed.gather_frames(score_rows(f, g, data, distributed.shard(rows), held, cfg, timer, on_clean))
     if table is None:
         return None, None
     norm, value_range = metric.normalise(torch.from_numpy(table["multimem_raw"].to_numpy(copy=True)))

@@ -25,6 +25,11 @@ def test_two_processes_score_like_one(tmp_path):
     assert list(a["id"]) == list(b["id"]) and len(a) == 90
     for col in ("multimem_raw", "multimem", "cmc_f", "cmc_g", "sslmem_image", "cos_f"):
         assert np.allclose(a[col], b[col], atol=1e-5), col
+    for key in ("f_image", "f_text", "g_image", "g_text"):  # every sample, each rank embedding its share
+        ea, eb = np.load(one.path("embeddings", f"{key}.npy")), np.load(two.path("embeddings", f"{key}.npy"))
+        assert ea.shape == eb.shape == (240, ea.shape[1]) and np.allclose(ea, eb, atol=1e-5), key
+        assert np.allclose(np.linalg.norm(eb, axis=1), 1, atol=1e-4), key
+    assert not two.path("embeddings", ".parts").exists()
     assert two.manifest()["stages"]["score"] == "done"
     assert two.manifest()["metric"]["processes"] == 2 and one.manifest()["metric"]["processes"] == 1
 

@@ -11,7 +11,7 @@ class DataError(ValueError):
     """Bad input: the message names the file, row or parameter and says what to do."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: no per-sample __dict__ (millions of pairs)
 class Pair:
     """One sample: an image reference, one or more captions, an optional class label, free metadata.
 
