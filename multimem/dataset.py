@@ -155,8 +155,13 @@ class _RowBatches(torch.utils.data.Dataset):
 
 
 def image_batches(images, rows: torch.Tensor, batch_size: int, workers: int = 2):
-    """Yield (row batch, uint8 images) over `rows`; streamed images are decoded by DataLoader workers ahead."""
-    batches = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
+    """Yield (row batch, uint8 images) over `rows` in order, `batch_size` rows at a time (see batch_images)."""
+    yield from batch_images(images, [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)], workers)
+
+
+def batch_images(images, batches: list[torch.Tensor], workers: int = 2):
+    """Yield (row batch, uint8 images) for each batch of rows; streamed images are decoded by DataLoader workers
+    ahead of the consumer, in-memory ones are indexed."""
     if isinstance(images, torch.Tensor) or workers <= 0:
         for b in batches:
             yield b, images[b]

@@ -123,15 +123,15 @@ def state(root: Path, name: str, returncode: int | None = None) -> dict:
 def describe(state: dict) -> tuple[str | None, float, str]:
     """The stage a job is in, how far it is (0..1) and a line for its progress bar.
 
-    Training reports steps in manifest["progress"]; the stages after it only mark themselves done, so for them the
-    bar shows stages done out of all."""
+    Training (steps) and scoring (samples embedded) report in manifest["progress"]; the stages after them only mark
+    themselves done, so for them the bar shows stages done out of all."""
     done = [s for s in STAGES if (state.get("stages") or {}).get(s) == "done"]
     current = next((s for s in STAGES if s not in done), None)
     progress = state.get("progress")
     if current is None:
         return None, 1.0, "finishing"
     if progress and progress.get("stage") == current and progress.get("total"):
-        return current, progress_fraction(progress), f"{current}: {progress['done']}/{progress['total']} steps"
+        return current, progress_fraction(progress), f"{current}: {progress['done']:,}/{progress['total']:,} {progress.get('unit', 'steps')}"
     if state.get("status") == "starting" and not done:
         return current, 0.0, "starting (loading data and libraries)"
     return current, len(done) / len(STAGES), f"{current} (stage {len(done) + 1} of {len(STAGES)})"

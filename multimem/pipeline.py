@@ -122,14 +122,14 @@ def _tokenizer(run: Run, cfg: RunConfig, data: PairData):
     return tok
 
 
-def _progress(run: Run, stage: str) -> Callable[[int, int], None]:
+def _progress(run: Run, stage: str, unit: str = "steps") -> Callable[[int, int], None]:
     last = [0.0]
 
     def report(done: int, total: int) -> None:
         t = time.time()
         if t - last[0] > 1.0 or done == total:
             last[0] = t
-            run.update(progress={"stage": stage, "done": done, "total": total, "time": t})
+            run.update(progress={"stage": stage, "done": done, "total": total, "unit": unit, "time": t})
 
     return report
 
@@ -195,10 +195,18 @@ def score_stage(run: Run, cfg: RunConfig, data: PairData) -> None:
     mine_rest = distributed.shard(np.setdiff1d(np.arange(len(data)), scored))
     parts = EmbeddingParts(run.path("embeddings"), len(data), np.concatenate([distributed.shard(scored), mine_rest]),
                            distributed.rank())
-    table, summary = score(f, g, data, cfg.metric, on_clean=parts.add)
+    report = _progress(run, "score", "samples") if distributed.is_main() else (lambda done, total: None)
+    done = [0]
+
+    def store(tag, rows, image, text):  # every embedded batch passes here once: the stage's progress
+        parts.add(tag, rows, image, text)
+        done[0] += len(rows)
+        report(done[0], 2 * len(parts.rows))
+
+    table, summary = score(f, g, data, cfg.metric, on_clean=store)
     for tag, model in (("f", f), ("g", g)):
         for rows, image, text in iter_clean(model, data, mine_rest, cfg.metric.batch_size):
-            parts.add(tag, rows, image, text)
+            store(tag, rows, image, text)
     parts.close()
     distributed.barrier()
     if table is None:  # not rank 0

@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from multimem import augment, models
-from multimem.dataset import PairData
+from multimem.dataset import PairData, batch_images
 from multimem.tokenizer import CompactTokenizer
 
 MODALITIES = ("image", "text")
@@ -261,11 +261,12 @@ def train(
                 hot = torch.isin(order, hot_rows)
                 batches = plan_batches(hot, cfg.batch_size, steps_per_epoch, rgen)
                 params[hot] = augment.draw_view_params(n, rgen, regroup.hot_augment)[hot]
-        for s in range(steps_per_epoch):
+        # streamed images are decoded by DataLoader workers ahead of the step that needs them
+        pixel_batches = batch_images(data.images, [order[sl] for sl in batches], data.workers)
+        for s, (batch, pixels) in enumerate(pixel_batches):
             step = epoch * steps_per_epoch + s
             sl = batches[s]
-            batch = order[sl]
-            x = augment.normalise(augment.apply_views(data.images[batch], params[sl], size), mean, std)
+            x = augment.normalise(augment.apply_views(pixels, params[sl], size), mean, std)
             tokens = data.caption_tokens(batch, choice[sl])
             if hot is not None and regroup.token_dropout > 0 and bool(hot[sl].any()):
                 h = hot[sl]

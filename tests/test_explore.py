@@ -247,6 +247,8 @@ def test_job_command_is_an_argument_list_with_the_options_set(tmp_path):
     assert jobs.describe(training) == ("train_g", 0.5, "train_g: 5/10 steps")
     scoring = {"status": "running", "stages": {"train_f": "done", "train_g": "done"}, "progress": training["progress"]}
     assert jobs.describe(scoring) == ("score", 0.4, "score (stage 3 of 5)")
+    embedding = {**scoring, "progress": {"stage": "score", "done": 2500, "total": 10000, "unit": "samples"}}
+    assert jobs.describe(embedding) == ("score", 0.25, "score: 2,500/10,000 samples")
 
 
 def test_jobs_know_the_pipeline_without_importing_it():

@@ -150,3 +150,33 @@ def test_every_command_has_help(capsys):
         assert exit_.value.code == 0
         out = capsys.readouterr().out
         assert "--runs-root" in out
+
+
+def test_score_stage_reports_progress_and_rewrites_the_same_embeddings(run, tmp_path, monkeypatch):
+    """Scoring reports samples embedded (for the Runs page) and embeds every sample once, in row order."""
+    import shutil
+
+    from multimem import pipeline
+
+    shutil.copytree(run.dir, tmp_path / "copy")
+    copy = Run(tmp_path, "copy")
+    for key in ("f_image", "g_text"):
+        copy.path("embeddings", f"{key}.npy").unlink()
+    cfg = pipeline.RunConfig.from_dict(copy.manifest()["config"])
+    data, _ = pipeline.prepare(copy, cfg)
+    data.tokenize(pipeline._tokenizer(copy, cfg, data))
+    seen, update = [], Run.update
+
+    def recording_update(self, **fields):
+        if fields.get("progress"):
+            seen.append(fields["progress"])
+        return update(self, **fields)
+
+    monkeypatch.setattr(Run, "update", recording_update)
+    pipeline.score_stage(copy, cfg, data)
+    assert seen and seen[-1]["stage"] == "score" and seen[-1]["unit"] == "samples"
+    assert seen[-1]["done"] == seen[-1]["total"] == 2 * 400
+    for key in ("f_image", "f_text", "g_image", "g_text"):
+        a, b = np.load(run.path("embeddings", f"{key}.npy")), np.load(copy.path("embeddings", f"{key}.npy"))
+        assert a.shape == b.shape == (400, a.shape[1]) and np.allclose(a, b, atol=1e-5), key
+    assert np.allclose(copy.scores()["multimem_raw"], run.scores()["multimem_raw"], atol=1e-5)

@@ -1,4 +1,4 @@
-"""Streamed images (decoded per batch by DataLoader workers) score exactly like images held in memory."""
+"""Streamed images (decoded per batch by DataLoader workers) train and score exactly like images held in memory."""
 import numpy as np
 import torch
 
@@ -6,13 +6,15 @@ from multimem import models
 from multimem.dataset import StreamedImages, build, image_batches
 from multimem.score import MetricConfig, score
 from multimem.sources.twemoji import TwemojiSource
-from multimem.splits import SplitSizes
+from multimem.splits import TRAIN_F, SplitSizes
+from multimem.train import TrainConfig, train
+
+ARGS = (SplitSizes(candidate=20, extra=20), 0, 0.05, 0, 48)
 
 
 def test_streamed_and_in_memory_scores_match():
-    args = (SplitSizes(candidate=20, extra=20), 0, 0.05, 0, 48)
-    memory = build(TwemojiSource(limit=120), *args, workers=2)
-    streamed = build(TwemojiSource(limit=120), *args, workers=2, stream=True)
+    memory = build(TwemojiSource(limit=120), *ARGS, workers=2)
+    streamed = build(TwemojiSource(limit=120), *ARGS, workers=2, stream=True)
     assert isinstance(streamed.images, StreamedImages) and isinstance(memory.images, torch.Tensor)
     assert streamed.ids == memory.ids
     rows = torch.tensor([3, 1, 7])
@@ -34,3 +36,20 @@ def test_image_batches_cover_rows_in_order():
     got = list(image_batches(images, rows, batch_size=2))
     assert [b.tolist() for b, _ in got] == [[9, 2], [5, 0], [4]]
     assert [px[:, 0, 0, 0].tolist() for _, px in got] == [[9, 2], [5, 0], [4]]
+
+
+def test_streamed_training_matches_in_memory(tmp_path):
+    """The training loop reads streamed batches through DataLoader workers; the weights come out the same."""
+    memory = build(TwemojiSource(limit=120), *ARGS, workers=2)
+    streamed = build(TwemojiSource(limit=120), *ARGS, workers=2, stream=True)
+    streamed.workers = 1
+    tok = models.fit_tokenizer("mm-tiny", [c for p in memory.pairs for c in p.captions])
+    cfg = TrainConfig(epochs=2, batch_size=16, seed=3)
+    out = []
+    for name, d in (("memory", memory), ("streamed", streamed)):
+        d.tokenize(tok)
+        model, history = train(d, d.rows(*TRAIN_F), "mm-tiny", tok, cfg, tmp_path / name)
+        out.append((model.state_dict(), [h["loss"] for h in history]))
+    (wa, la), (wb, lb) = out
+    assert len(la) == len(lb) > 2 and np.allclose(la, lb, atol=1e-5)
+    assert all(torch.allclose(wa[k], wb[k], atol=1e-5) for k in wa)
