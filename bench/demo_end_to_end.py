@@ -27,7 +27,8 @@ from multimem.sources import open_source
 
 
 def bare_forward_seconds(f, g, data, cfg: RunConfig) -> float:
-    """The forward passes scoring makes (views, captions, H, clean rows), on inputs built beforehand."""
+    """The forward passes scoring makes, on inputs built beforehand: per batch the A views' images, the clean image
+    and the batch's distinct captions (views' and first); then H's clean images and first captions."""
     mcfg = cfg.metric
     rows = torch.as_tensor(scored_rows(data, mcfg))
     held = torch.as_tensor(heldout_rows(data, mcfg))
@@ -35,17 +36,17 @@ def bare_forward_seconds(f, g, data, cfg: RunConfig) -> float:
     a = mcfg.augmentations
     per_batch = max(1, mcfg.batch_size // a)
     params, choice = view_draws(data, rows.numpy(), mcfg)
-    view_inputs = []
+    view_inputs, token_batches = [], []
+    clean = lambda r: augment.normalise(augment.clean_view(data.images[r], size), mean, std)
     for start in range(0, len(rows), per_batch):
         batch = rows[start : start + per_batch]
         p = params[start : start + per_batch].flatten(0, 1)
         view_inputs.append(augment.normalise(augment.apply_views(data.images[batch].repeat_interleave(a, 0), p, size), mean, std))
-    clean = lambda r: [augment.normalise(augment.clean_view(data.images[r[i:i + 512]], size), mean, std) for i in range(0, len(r), 512)]
-    clean_inputs = clean(held) + clean(rows)
-    captions, _ = view_captions(data, rows.numpy(), choice)
-    tokens = data.tokens_at(captions)
-    token_batches = [tokens[i:i + 2 * mcfg.batch_size] for i in range(0, len(tokens), 2 * mcfg.batch_size)]
-    clean_tokens = [data.caption_tokens(r) for r in (held, rows)]
+        view_inputs.append(clean(batch))
+        with_first = torch.cat([choice[start : start + per_batch], torch.zeros(len(batch), 1, dtype=choice.dtype)], 1)
+        token_batches.append(data.tokens_at(view_captions(data, batch.numpy(), with_first)[0]))
+    clean_inputs = [clean(held[i : i + 512]) for i in range(0, len(held), 512)]
+    clean_tokens = [data.caption_tokens(held[i : i + 512]) for i in range(0, len(held), 512)]
     t0 = time.perf_counter()
     with torch.no_grad():
         for model in (f, g):

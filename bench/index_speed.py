@@ -1,9 +1,11 @@
 """Benchmark: neighbour search latency, memory and recall, exact (flat) against IVF, by index size.
 
-    python bench/index_speed.py [--sizes 100000 1000000] [--dims 128 512] [--queries 200]
+    python bench/index_speed.py [--sizes 100000 1000000] [--dims 128 512] [--queries 200] [--run runs/demo]
 
 Random unit vectors with some cluster structure (mixtures around centroids, as embeddings have), one query at a
-time as the dashboard asks. Prints a Markdown table for docs/benchmarks.md.
+time as the dashboard asks. A second table gives the IVF index's recall@10 by nprobe on harder data: unit vectors
+without any cluster structure (IVF's worst case) and, with --run, a real run's f image and text embeddings.
+Prints Markdown tables for docs/benchmarks.md.
 """
 from __future__ import annotations
 
@@ -27,6 +29,25 @@ def clustered(n: int, d: int, seed: int = 0) -> np.ndarray:
     return x
 
 
+def uniform(n: int, d: int, seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).standard_normal((n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def recall_by_nprobe(name: str, x: np.ndarray, n_queries: int, nprobes=(8, 32, 128)) -> None:
+    """IVF (as index.plan builds it above EXACT_MAX) against exact search, queries taken from the data itself."""
+    q = x[np.random.default_rng(1).choice(len(x), min(n_queries, len(x)), replace=False)]
+    exact = index.build(x, index.plan(len(x), exact_max=len(x))).search(q, 11)[1][:, 1:]  # the query itself first
+    params = index.plan(len(x), exact_max=0)
+    ivf = index.build(x, params)
+    cells = []
+    for nprobe in nprobes:
+        ivf.nprobe = nprobe
+        got = ivf.search(q, 11)[1][:, 1:]
+        cells.append(f"{np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, exact)]):.3f}")
+    print(f"| {name} | {len(x):,} × {x.shape[1]} | {params['nlist']} | " + " | ".join(cells) + " |", flush=True)
+
+
 def latency_ms(idx, queries: np.ndarray, k: int = 10) -> tuple[float, np.ndarray]:
     out = []
     t = time.perf_counter()
@@ -40,6 +61,7 @@ def main() -> None:
     p.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     p.add_argument("--dims", type=int, nargs="+", default=[128, 512])
     p.add_argument("--queries", type=int, default=200)
+    p.add_argument("--run", type=Path, default=None, help="also measure IVF recall on this run's f embeddings")
     args = p.parse_args()
     print("| vectors | dim | index | build s | file MB | query ms (k=10) | recall@10 vs exact |")
     print("|---|---|---|---|---|---|---|")
@@ -69,6 +91,15 @@ def main() -> None:
                 name = params["kind"] + (f" (nlist {params['nlist']}, nprobe {params['nprobe']})" if "nlist" in params else "")
                 print(f"| {n:,} | {d} | {name} | {build_s:.1f} | {size_mb:.0f} | {ms:.2f} | {recall:.3f} |", flush=True)
                 path.unlink()
+    print("\n| data | vectors | nlist | recall@10 nprobe 8 | nprobe 32 (default) | nprobe 128 |")
+    print("|---|---|---|---|---|---|")
+    for n in args.sizes[:1]:
+        recall_by_nprobe("clustered (as above)", clustered(n, args.dims[0]), args.queries)
+        recall_by_nprobe("uniform on the sphere (no structure)", uniform(n, args.dims[0]), args.queries)
+    if args.run:
+        for modality in ("image", "text"):
+            emb = np.load(args.run / "embeddings" / f"f_{modality}.npy")
+            recall_by_nprobe(f"{args.run.name}: f {modality} embeddings", emb, args.queries)
 
 
 if __name__ == "__main__":

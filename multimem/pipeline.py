@@ -190,6 +190,7 @@ def score_stage(run: Run, cfg: RunConfig, data: PairData) -> None:
 
     t0 = time.time()
     f, g, _ = load_pair(run, cfg)
+    f, g = f.to(distributed.device()), g.to(distributed.device())
     # scoring embeds the clean views of the scored rows; the rest are embedded here, each row once
     scored = scored_rows(data, cfg.metric)
     mine_rest = distributed.shard(np.setdiff1d(np.arange(len(data)), scored))

@@ -49,14 +49,20 @@ class Timer:
         self.seconds += time.perf_counter() - self._t
 
 
+def device_of(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+# Inputs go to the model's device (a GPU when scoring runs on one) and embeddings come back to the CPU, where the
+# metric, the run files and the indices work.
 @torch.no_grad()
 def encode_images(model, x: torch.Tensor) -> torch.Tensor:
-    return model.encode_image(x, normalize=True)
+    return model.encode_image(x.to(device_of(model)), normalize=True).float().cpu()
 
 
 @torch.no_grad()
 def encode_texts(model, tokens: torch.Tensor) -> torch.Tensor:
-    return model.encode_text(tokens, normalize=True)
+    return model.encode_text(tokens.to(device_of(model)), normalize=True).float().cpu()
 
 
 @torch.no_grad()
