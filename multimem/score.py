@@ -146,10 +146,11 @@ def iter_views(model, data: PairData, rows: np.ndarray, cfg: MetricConfig, timer
         if clean:  # caption 0 of each row rides along with the view captions
             choice = torch.cat([choice, torch.zeros(b, 1, dtype=choice.dtype)], dim=1)
         unique, inverse = view_captions(data, batch.numpy(), choice)
+        clean_x = augment.normalise(augment.clean_view(pixels, size), mean, std) if clean else None
         with timer:
             image = encode_images(model, x).view(b, a, -1)
             text = encode_texts(model, data.tokens_at(unique))[inverse].view(b, choice.shape[1], -1)
-            clean_image = encode_images(model, augment.normalise(augment.clean_view(pixels, size), mean, std)) if clean else None
+            clean_image = encode_images(model, clean_x) if clean else None
         views = torch.stack([image, text[:, :a]], dim=2)
         yield ViewBatch(start, batch.numpy(), views, torch.stack([clean_image, text[:, a]], dim=1) if clean else None)
         start = end
