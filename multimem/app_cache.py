@@ -119,9 +119,10 @@ def history(name: str) -> pd.DataFrame:
 
 @st.cache_resource(show_spinner="Loading the neighbour indices…", max_entries=4)
 def _neighbours(root: str, name: str, mtime: float):
-    from multimem.index import NeighbourIndex
+    from multimem.index import IVF_NPROBE, NeighbourIndex
 
-    return NeighbourIndex.from_run_dir(Run(root, name).dir)
+    r = Run(root, name)
+    return NeighbourIndex.from_run_dir(r.dir, (r.manifest().get("index") or {}).get("nprobe", IVF_NPROBE))
 
 
 def neighbours(name: str):

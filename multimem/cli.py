@@ -159,10 +159,17 @@ def _existing(args):
 
 def _stage_command(stage: str):
     def command(args) -> int:
-        from multimem.pipeline import execute
+        from multimem.pipeline import execute, set_nprobe
 
         run, cfg = _existing(args)
-        _print_summary(execute(run, cfg, (stage,)))
+        m = execute(run, cfg, (stage,))
+        if getattr(args, "nprobe", None) is not None:
+            with run.lock():
+                ix = set_nprobe(run, args.nprobe)
+            print(f"run {run.name}: index searches {ix['nprobe']} of {ix['nlist']} lists; recall@10 against exact "
+                  + ", ".join(f"{k} {v:.3f}" for k, v in ix["recall_at_10"].items()))
+            return 0
+        _print_summary(m)
         return 0
 
     return command
@@ -360,6 +367,10 @@ def parser() -> argparse.ArgumentParser:
                         ("index", "build the FAISS indices over f's embeddings of the training samples")):
         s = sub.add_parser(stage, help=text, description=text[0].upper() + text[1:] + ".")
         s.add_argument("name", help="run name")
+        if stage == "index":
+            s.add_argument("--nprobe", type=int, default=None,
+                           help="approximate (IVF) indices only: lists searched per query from now on; recall@10 is "
+                                "measured again and recorded (nothing is rebuilt)")
         _root(s)
         s.set_defaults(func=_stage_command(stage))
 

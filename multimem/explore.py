@@ -532,6 +532,19 @@ def neighbour_agreement(caption: str, neighbour_captions: Sequence[Sequence[str]
     return float(np.mean(hits))
 
 
+def index_note(index: Mapping[str, Any] | None) -> str:
+    """One line on how the neighbours were searched: exact, or approximate with its measured recall."""
+    if not index:
+        return ""
+    n = f"{index.get('vectors', 0):,} training samples"
+    if index.get("exact", True):
+        return f"Exact search over {n}."
+    recall = index.get("recall_at_10") or {}
+    measured = ", ".join(f"{m} {v:.3f}" for m, v in recall.items())
+    return (f"Approximate search over {n} ({index.get('kind')}, {index.get('nlist')} lists, {index.get('nprobe')} "
+            f"probed): recall@10 against exact search {measured or 'not measured'}; a true neighbour can be missing.")
+
+
 def explain(row: Mapping[str, Any], image_neighbour_captions: Sequence[Sequence[str]]) -> str:
     """A few sentences a reviewer can read: why f agrees with this pair more (or less) than g does."""
     trained_f = row.get("subset") in (CANDIDATE, SHARED)

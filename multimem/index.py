@@ -26,9 +26,9 @@ EXACT_MAX = 200_000
 IVF_NPROBE = 32
 
 
-def plan(n: int, exact_max: int = EXACT_MAX) -> dict:
-    """The index kind and parameters for n vectors (recorded in the run manifest)."""
-    if n <= exact_max:
+def plan(n: int, exact_max: int | None = None) -> dict:
+    """The index kind and parameters for n vectors (recorded in the run manifest); exact_max: EXACT_MAX."""
+    if n <= (EXACT_MAX if exact_max is None else exact_max):
         return {"kind": "IndexFlatIP", "exact": True}
     nlist = int(4 * np.sqrt(n))
     return {"kind": "IndexIVFFlat", "exact": False, "nlist": nlist, "nprobe": IVF_NPROBE,
@@ -51,6 +51,24 @@ def build(vectors: np.ndarray, params: dict | None = None) -> faiss.Index:
         index.nprobe = params["nprobe"]
     index.add(vectors)
     return index
+
+
+def recall_at_k(index: faiss.Index, vectors: np.ndarray, queries: int = 200, k: int = 10, seed: int = 0) -> float:
+    """Recall@k of `index` against exact search over the same `vectors`, for a seeded sample of them as queries.
+
+    The exact answer is a brute-force inner product in chunks, so memory stays at one chunk of scores.
+    """
+    vectors = np.asarray(vectors, dtype=np.float32)
+    q = vectors[np.sort(np.random.default_rng(seed).choice(len(vectors), min(queries, len(vectors)), replace=False))]
+    k = min(k, len(vectors))
+    best_s, best_i = np.full((len(q), k), -np.inf, np.float32), np.zeros((len(q), k), np.int64)
+    for start in range(0, len(vectors), 65536):
+        sims = q @ vectors[start : start + 65536].T
+        s, i = np.concatenate([best_s, sims], 1), np.concatenate([best_i, np.arange(start, start + sims.shape[1])[None].repeat(len(q), 0)], 1)
+        top = np.argpartition(-s, k - 1, axis=1)[:, :k]
+        best_s, best_i = np.take_along_axis(s, top, 1), np.take_along_axis(i, top, 1)
+    got = index.search(np.ascontiguousarray(q), k)[1]
+    return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(got, best_i)]))
 
 
 def save(index: faiss.Index, path: Path) -> None:
@@ -77,10 +95,11 @@ class NeighbourIndex:
         self.embeddings = embeddings  # modality -> all samples' f embeddings (row order of the samples table)
 
     @classmethod
-    def from_run_dir(cls, folder: Path) -> "NeighbourIndex":
+    def from_run_dir(cls, folder: Path, nprobe: int = IVF_NPROBE) -> "NeighbourIndex":
+        """`nprobe`: the run manifest's index.nprobe, for approximate indices."""
         folder = Path(folder)
         return cls(
-            {m: load(folder / "index" / f"{m}.faiss") for m in ("image", "text")},
+            {m: load(folder / "index" / f"{m}.faiss", nprobe) for m in ("image", "text")},
             np.load(folder / "index" / "rows.npy"),
             {m: np.load(folder / "embeddings" / f"f_{m}.npy", mmap_mode="r") for m in ("image", "text")},
         )

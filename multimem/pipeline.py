@@ -245,13 +245,38 @@ def index_stage(run: Run, data: PairData) -> None:
     t0 = time.time()
     rows = data.rows(*TRAIN_F)
     params = index.plan(len(rows))  # exact while small, IVF above index.EXACT_MAX (docs/benchmarks.md)
+    recall = {}
     for modality in ("image", "text"):
-        emb = np.load(run.path("embeddings", f"f_{modality}.npy"))
-        index.save(index.build(emb[rows], params), run.path("index", f"{modality}.faiss"))
+        emb = np.load(run.path("embeddings", f"f_{modality}.npy"), mmap_mode="r")[rows]
+        built = index.build(emb, params)
+        if not params["exact"]:  # what the approximation costs on this run's own embeddings
+            recall[modality] = round(index.recall_at_k(built, emb), 4)
+        index.save(built, run.path("index", f"{modality}.faiss"))
     atomic_numpy(rows, run.path("index", "rows.npy"))
     run.update(index={**params, "metric": "cosine", "vectors": int(len(rows)), "model": "f",
-                      "subsets": list(TRAIN_F), "exact_max": index.EXACT_MAX})
+                      "subsets": list(TRAIN_F), "exact_max": index.EXACT_MAX,
+                      "recall_at_10": recall or None})
     run.mark_stage("index", time.time() - t0)
+
+
+def set_nprobe(run: Run, nprobe: int) -> dict:
+    """Search an approximate index with `nprobe` lists from now on, its recall@10 measured again; the manifest's
+    index entry after the change (the app reads nprobe from it). Nothing is rebuilt."""
+    from multimem import index
+
+    m = run.manifest().get("index") or {}
+    if not run.stage_done("index"):
+        raise RunError(f"run {run.name!r} has no index yet; run `multimem index {run.name}` first")
+    if m.get("exact", True):
+        raise RunError(f"run {run.name!r} has an exact index ({m.get('vectors')} vectors): nprobe does not apply")
+    if not 1 <= nprobe <= m["nlist"]:
+        raise RunError(f"--nprobe must be between 1 and the index's {m['nlist']} lists, got {nprobe}")
+    rows = np.load(run.path("index", "rows.npy"))
+    recall = {}
+    for modality in ("image", "text"):
+        emb = np.load(run.path("embeddings", f"f_{modality}.npy"), mmap_mode="r")[rows]
+        recall[modality] = round(index.recall_at_k(index.load(run.path("index", f"{modality}.faiss"), nprobe), emb), 4)
+    return run.update(index={"nprobe": nprobe, "recall_at_10": recall})["index"]
 
 
 def execute(run: Run, cfg: RunConfig, stages: tuple[str, ...] = STAGES, lineage: dict | None = None,

@@ -88,6 +88,7 @@ st.subheader("Nearest training neighbours (f's FAISS indices)")
 if index is None:
     st.info("This run has no neighbour index yet (its index stage has not run).")
     st.stop()
+st.caption(explore.index_note(app_cache.manifest(name).get("index")))
 st.slider("Neighbours per view", 4, 24, key="s_k", step=4)
 k = st.session_state["s_k"]
 found = {kind: index.search(row, kind, k) for kind in NEIGHBOUR_KINDS}

@@ -180,3 +180,34 @@ def test_score_stage_reports_progress_and_rewrites_the_same_embeddings(run, tmp_
         a, b = np.load(run.path("embeddings", f"{key}.npy")), np.load(copy.path("embeddings", f"{key}.npy"))
         assert a.shape == b.shape == (400, a.shape[1]) and np.allclose(a, b, atol=1e-5), key
     assert np.allclose(copy.scores()["multimem_raw"], run.scores()["multimem_raw"], atol=1e-5)
+
+
+def test_index_stage_above_the_threshold_builds_ivf_and_records_its_recall(run, tmp_path, monkeypatch):
+    import shutil
+
+    import faiss
+
+    from multimem import explore, index, pipeline
+
+    shutil.copytree(run.dir, tmp_path / "copy")
+    copy = Run(tmp_path, "copy")
+    cfg = pipeline.RunConfig.from_dict(copy.manifest()["config"])
+    data, _ = pipeline.prepare(copy, cfg)
+    monkeypatch.setattr(index, "EXACT_MAX", 100)  # 260 training samples: above it
+    pipeline.index_stage(copy, data)
+    m = copy.manifest()["index"]
+    assert m["kind"] == "IndexIVFFlat" and not m["exact"] and m["vectors"] == 260 and m["nlist"] == int(4 * 260 ** 0.5)
+    assert set(m["recall_at_10"]) == {"image", "text"} and all(0.5 < r <= 1 for r in m["recall_at_10"].values())
+    assert faiss.extract_index_ivf(index.load(copy.path("index", "image.faiss"))).nlist == m["nlist"]
+    assert "Approximate search over 260 training samples" in explore.index_note(m)
+    assert explore.index_note(run.manifest()["index"]) == "Exact search over 260 training samples."
+    # searching every list is exact search (up to ties at the 10th place); `multimem index RUN --nprobe K` records it
+    assert all(r >= 0.999 for r in pipeline.set_nprobe(copy, m["nlist"])["recall_at_10"].values())
+    assert cli.main(["index", "copy", "--nprobe", "1", "--runs-root", str(tmp_path)]) == 0
+    one = copy.manifest()["index"]
+    assert one["nprobe"] == 1 and all(r < 1.0 for r in one["recall_at_10"].values())
+    from multimem.index import NeighbourIndex
+
+    assert faiss.extract_index_ivf(NeighbourIndex.from_run_dir(copy.dir, 1).index["text"]).nprobe == 1
+    assert cli.main(["index", "copy", "--nprobe", "0", "--runs-root", str(tmp_path)]) == 2
+    assert cli.main(["index", run.name, "--nprobe", "4", "--runs-root", str(run.root)]) == 2  # exact: no nprobe
