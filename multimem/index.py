@@ -62,11 +62,13 @@ def recall_at_k(index: faiss.Index, vectors: np.ndarray, queries: int = 200, k: 
     q = vectors[np.sort(np.random.default_rng(seed).choice(len(vectors), min(queries, len(vectors)), replace=False))]
     k = min(k, len(vectors))
     best_s, best_i = np.full((len(q), k), -np.inf, np.float32), np.zeros((len(q), k), np.int64)
-    for start in range(0, len(vectors), 65536):
-        sims = q @ vectors[start : start + 65536].T
-        s, i = np.concatenate([best_s, sims], 1), np.concatenate([best_i, np.arange(start, start + sims.shape[1])[None].repeat(len(q), 0)], 1)
-        top = np.argpartition(-s, k - 1, axis=1)[:, :k]
-        best_s, best_i = np.take_along_axis(s, top, 1), np.take_along_axis(i, top, 1)
+    for start in range(0, len(vectors), 16384):  # each chunk's own top k, merged with the best so far
+        sims = q @ vectors[start : start + 16384].T
+        top = np.argpartition(-sims, min(k, sims.shape[1]) - 1, axis=1)[:, :k]
+        s = np.concatenate([best_s, np.take_along_axis(sims, top, 1)], 1)
+        i = np.concatenate([best_i, top + start], 1)
+        keep = np.argpartition(-s, k - 1, axis=1)[:, :k]
+        best_s, best_i = np.take_along_axis(s, keep, 1), np.take_along_axis(i, keep, 1)
     got = index.search(np.ascontiguousarray(q), k)[1]
     return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(got, best_i)]))
 
