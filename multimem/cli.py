@@ -157,6 +157,12 @@ def _existing(args):
     return run, RunConfig.from_dict(m["config"])
 
 
+def _parent_and_strategy(p: argparse.ArgumentParser, strategies: str) -> None:
+    """What `mitigate` and `sweep` both start from: the baseline run and the strategy."""
+    p.add_argument("--from", dest="parent", required=True, metavar="RUN", help="the parent (baseline) run's name")
+    p.add_argument("--strategy", required=True, help=f"the mitigation: {strategies}")
+
+
 def _stage_command(stage: str):
     def command(args) -> int:
         from multimem.pipeline import execute, set_nprobe
@@ -380,8 +386,7 @@ def parser() -> argparse.ArgumentParser:
                                     "split and injection, lineage recorded in its manifest, scored and evaluated so "
                                     "that the dashboard's Compare page shows memorization and utility before and "
                                     "after. Run the same command again to resume.", epilog=EPILOG)
-    mi.add_argument("--from", dest="parent", required=True, metavar="RUN", help="the parent (baseline) run's name")
-    mi.add_argument("--strategy", required=True, help=f"the mitigation: {strategies}")
+    _parent_and_strategy(mi, strategies)
     mi.add_argument("--name", help="name of the derived run (default: PARENT.STRATEGY-SETTINGS, e.g. demo.noise-all-0.1)")
     _root(mi); _mitigation_arguments(mi)
     mi.set_defaults(func=cmd_mitigate)
@@ -391,8 +396,7 @@ def parser() -> argparse.ArgumentParser:
                                     "captions: --captions-per-image, removal: --n, regroup: --top) and write a table "
                                     "(CSV, Parquet) and a plot (HTML) of memorization against utility to "
                                     "RUNS_ROOT/_sweeps/NAME/. Runs already done are reused.", epilog=EPILOG)
-    sw.add_argument("--from", dest="parent", required=True, metavar="RUN", help="the parent (baseline) run's name")
-    sw.add_argument("--strategy", required=True, help=f"the mitigation: {strategies}")
+    _parent_and_strategy(sw, strategies)
     sw.add_argument("--values", required=True, help="comma-separated values of the swept setting, e.g. 0.05,0.1,0.2 "
                                                     "(noise), 50,100,200 (removal), 1,2,all (captions)")
     sw.add_argument("--rankings", default=None, help="removal only: comma-separated rankings, one series each, e.g. "
