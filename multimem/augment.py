@@ -65,16 +65,20 @@ def draw_view_params(n: int, gen: torch.Generator, cfg: AugmentConfig) -> torch.
 
 
 def apply_views(images: torch.Tensor, params: torch.Tensor, size: int) -> torch.Tensor:
-    """uint8 B×3×S×S images + B×8 params -> float B×3×size×size in [0, 1]."""
+    """uint8 B×3×S×S images + B×8 params -> float B×3×size×size in [0, 1].
+
+    The crop is resampled at the stored resolution S and then resized to `size` exactly as `clean_view` resizes,
+    so a view with augmentation switched off (identity params) is the clean view, and crops are antialiased alike.
+    """
     x = images.float().div_(255)
-    b = x.shape[0]
+    b, _, h, w = x.shape
     theta = torch.zeros(b, 2, 3)
     theta[:, 0, 0] = params[:, 0] * params[:, 4]
     theta[:, 0, 2] = params[:, 2]
     theta[:, 1, 1] = params[:, 1]
     theta[:, 1, 2] = params[:, 3]
-    grid = F.affine_grid(theta, [b, 3, size, size], align_corners=False)
-    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    grid = F.affine_grid(theta, [b, 3, h, w], align_corners=False)
+    x = resize(F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False), size)
     x = x * params[:, 5].view(b, 1, 1, 1)
     gray = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
     x = (x - gray.mean(dim=(2, 3), keepdim=True)) * params[:, 6].view(b, 1, 1, 1) + gray.mean(dim=(2, 3), keepdim=True)
@@ -82,12 +86,22 @@ def apply_views(images: torch.Tensor, params: torch.Tensor, size: int) -> torch.
     return x.clamp_(0, 1)
 
 
-def clean_view(images: torch.Tensor, size: int) -> torch.Tensor:
-    """The whole image resized, no augmentation: what retrieval, indices and zero-shot use."""
-    x = images.float().div_(255)
-    if x.shape[-1] != size:
+def identity_params(n: int) -> torch.Tensor:
+    """View parameters that change nothing: the whole image, no flip, no colour change."""
+    return torch.tensor([[1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0]]).repeat(n, 1)
+
+
+def resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    """The one resize of stored pixels to the model's input: bilinear with antialiasing (torchvision's
+    `Resize((size, size), antialias=True)` on a tensor does the same)."""
+    if x.shape[-1] != size or x.shape[-2] != size:
         x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     return x
+
+
+def clean_view(images: torch.Tensor, size: int) -> torch.Tensor:
+    """The whole image resized, no augmentation: what retrieval, indices and zero-shot use."""
+    return resize(images.float().div_(255), size)
 
 
 def normalise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:

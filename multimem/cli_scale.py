@@ -15,7 +15,7 @@ from multimem.runs import Run
 from multimem.sources.base import DataError
 
 
-def cmd_split(args, build_config, base) -> int:
+def cmd_split(args, build_config, base, print_data) -> int:
     from multimem.pipeline import execute
 
     cfg = build_config(args, base)
@@ -23,6 +23,7 @@ def cmd_split(args, build_config, base) -> int:
     sizes = m["split"]["sizes"]
     print(f"run {args.name}: split of {m['dataset']['n_samples']} samples: "
           + ", ".join(f"{k} {v}" for k, v in sizes.items()))
+    print_data(m)
     print(f"  next: multimem export-split {args.name} --format csv --out DIR  (or multimem train --name {args.name})")
     return 0
 
@@ -54,37 +55,57 @@ def _worker_score(run: Run, cfg) -> None:
 
 
 def cmd_score(args, build_config, existing, print_summary) -> int:
-    """Score a run (importing external checkpoints first if given); under torchrun, every rank takes a shard."""
+    """Score a run (importing external checkpoints first if given); under torchrun, every rank takes a shard.
+
+    Scores that would replace a scored run's results (imported checkpoints, other metric settings) are computed in
+    a staged copy and swapped in only when they are complete (multimem.staging): a failure leaves the run as it was.
+    """
+    from contextlib import nullcontext
+
+    from multimem import staging
     from multimem.external import import_checkpoints
-    from multimem.pipeline import RunConfig, execute
+    from multimem.pipeline import execute
 
     distributed.init_from_env()
-    run = Run(args.runs_root, args.name)
     if (args.f_checkpoint is None) != (args.g_checkpoint is None):
         raise DataError("give both --f-checkpoint and --g-checkpoint (the two models trained with and without S_C)")
-    if args.f_checkpoint:
-        if distributed.is_main():
-            import_checkpoints(run, args.model or RunConfig.from_dict(run.manifest()["config"]).model,
-                               Path(args.f_checkpoint), Path(args.g_checkpoint))
-        distributed.barrier()
     run, cfg = existing(args)
     new = build_config(args, cfg)
-    needed = new != cfg or not run.stage_done("score")
-    distributed.barrier()  # every rank has decided before rank 0 changes the manifest
-    if not needed:
+    importing = args.f_checkpoint is not None
+    restage = importing or (new != cfg and run.stage_done("score"))
+    if not restage and run.stage_done("score"):
         if distributed.is_main():
             print_summary(run.manifest())
         return 0
-    if not distributed.is_main():
-        _worker_score(run, new)
-        return 0
-    if new != cfg:  # other metric settings: the scores and what derives from them are redone
-        m = run.manifest()
-        for s in ("score", "index"):
-            m.get("stages", {}).pop(s, None)
-        m["config"] = new.to_dict()
-        run.write_manifest(m)
-    print_summary(execute(run, new, ("score",)))
+    distributed.barrier()  # every rank has decided before rank 0 writes anything
+    with run.lock() if restage and distributed.is_main() else nullcontext():  # taken before anything is written
+        target = run
+        if restage:
+            if distributed.is_main():
+                if importing:
+                    target = import_checkpoints(run, new.model, Path(args.f_checkpoint), Path(args.g_checkpoint),
+                                                new.to_dict())
+                else:  # other metric settings: the scores and the index that derive from them are redone
+                    m = run.manifest()
+                    manifest = {**{k: v for k, v in m.items() if k not in ("summary", "index", "metric", "error")},
+                                "config": new.to_dict(),
+                                "stages": {k: v for k, v in m["stages"].items() if k not in ("score", "index")}}
+                    target = staging.stage(run, manifest, keep_results=("checkpoints", "history.parquet"))
+            distributed.barrier()
+            if not distributed.is_main():
+                target = staging.staged_run(run)
+                new = type(cfg).from_dict(target.manifest()["config"])
+        elif new != cfg:  # not scored yet: the new metric settings simply become the run's
+            m = run.manifest()
+            m["config"] = new.to_dict()
+            run.write_manifest(m)
+        if not distributed.is_main():
+            _worker_score(target, new)
+            return 0
+        m = execute(target, new, ("score",))
+        if target is not run:
+            m = staging.swap_in(target, run)
+    print_summary(m)
     return 0
 
 

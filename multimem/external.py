@@ -8,13 +8,12 @@ the run, after checking that they fit the architecture, so that `multimem score`
 from __future__ import annotations
 
 import io
-import shutil
 import tarfile
 from pathlib import Path
 
 import pandas as pd
 
-from multimem import images, models
+from multimem import images, models, staging
 from multimem.atomic import atomic_path, atomic_write_json, atomic_write_text
 from multimem.runs import Run, RunError
 from multimem.sources.base import DataError
@@ -145,21 +144,43 @@ def commands(name: str, out: Path, data_args: dict[str, str], train: dict) -> st
     return "\n".join(text)
 
 
-def import_checkpoints(run: Run, model_name: str, f_path: Path, g_path: Path) -> None:
-    """Copy externally trained f and g into the run (after checking them), and mark training done."""
-    cfg = models.model_config(model_name)
-    for tag, path in (("f", f_path), ("g", g_path)):
-        models.load_model(Path(path), model_name)  # a wrong architecture fails here, with the file named
-    for tag, path in (("f", f_path), ("g", g_path)):
-        with atomic_path(run.path("checkpoints", f"{tag}.pt")) as tmp:
-            shutil.copyfile(path, tmp)
+def checked_token_map(path: Path, model_name: str) -> list[int] | None:
+    """The checkpoint's token map (None: open_clip's full vocabulary), after checking that the checkpoint fits the
+    architecture and that its text embedding covers every id the map gives."""
+    model, tokenizer = models.load_model(Path(path), model_name)  # a wrong architecture fails here, file named
+    vocab = models.vocab_size(model_name)
+    token_map = tokenizer.token_map
+    if token_map is None and vocab < FULL_VOCAB:
+        raise DataError(f"checkpoint {path}: model {model_name!r} has a compact vocabulary of {vocab} tokens but the "
+                        "checkpoint has no token_map to map open_clip's tokens into it; pass a checkpoint saved by "
+                        "multimem, or one trained with open_clip's full vocabulary (export-split's model folder)")
+    if token_map is not None and len(token_map) > vocab:
+        raise DataError(f"checkpoint {path}: its token_map has {len(token_map)} ids but model {model_name!r} has "
+                        f"{vocab} text embeddings; pass the model name the checkpoint was trained with")
+    del model
+    return token_map
+
+
+def import_checkpoints(run: Run, model_name: str, f_path: Path, g_path: Path, config: dict | None = None) -> Run:
+    """Check externally trained f and g and stage a copy of the run that holds them (multimem.staging).
+
+    Nothing of `run` changes here: the caller scores the staged copy and swaps it in (staging.swap_in) only when
+    that succeeded. Checkpoints that carry a token_map (multimem's own) are used with it. `config`: the run's
+    settings to score with (default: the run's own, with `model_name`).
+    """
+    maps = {tag: checked_token_map(Path(path), model_name) for tag, path in (("f", f_path), ("g", g_path))}
+    if maps["f"] != maps["g"]:
+        raise DataError(f"checkpoints {f_path} and {g_path} use different text vocabularies (token_map); f and g "
+                        "must tokenize the captions the same way: pass two checkpoints of one run or export")
     m = run.manifest()
-    m.setdefault("config", {})["model"] = model_name
-    m["model"] = {"name": model_name, "config": cfg, "token_map": None,
-                  "external": {"f": str(Path(f_path).resolve()), "g": str(Path(g_path).resolve())}}
-    stages = m.setdefault("stages", {})
-    for stage in ("train_f", "train_g", "score", "evaluate", "index"):
-        stages.pop(stage, None)
-    stages["train_f"] = stages["train_g"] = "done"
-    m["status"] = "incomplete"
-    run.write_manifest(m)
+    external = {tag: str(Path(p).resolve()) for tag, p in (("f", f_path), ("g", g_path))}
+    external["stat"] = {tag: [Path(p).stat().st_size, Path(p).stat().st_mtime] for tag, p in (("f", f_path), ("g", g_path))}
+    manifest = {
+        **{k: v for k, v in m.items() if k not in ("utility", "summary", "index", "metric", "progress", "error")},
+        "config": {**(config or m.get("config") or {}), "model": model_name},
+        "model": {"name": model_name, "config": models.model_config(model_name), "token_map": maps["f"],
+                  "external": external},
+        "stages": {"train_f": "done", "train_g": "done"},
+    }
+    files = {f"checkpoints/{tag}.pt": Path(p) for tag, p in (("f", f_path), ("g", g_path))}
+    return staging.stage(run, manifest, files)

@@ -22,7 +22,8 @@ from multimem.dataset import PairData, build, fingerprint
 from multimem.runs import COMPLETE, FAILED, RUNNING, STAGES, Run, RunError
 from multimem.score import MetricConfig
 from multimem.sources import DataError, open_source
-from multimem.splits import CANDIDATE, INDEPENDENT, SHARED, TRAIN_F, TRAIN_G, SplitSizes
+from multimem.sources.base import skipped_summary
+from multimem.splits import CANDIDATE, EXTRA, INDEPENDENT, SHARED, TRAIN_F, TRAIN_G, SplitSizes
 from multimem.train import TrainConfig
 
 
@@ -99,7 +100,7 @@ def prepare(run: Run, cfg: RunConfig) -> tuple[PairData, Any]:
             "n_samples": len(data),
             "n_injected": int(data.injected.sum()),
             "inject_fraction": cfg.inject_fraction,
-            "skipped": {"count": len(source.skipped), "examples": [asdict(s) for s in source.skipped[:20]]},
+            "skipped": skipped_summary(source.skipped),
             "attribution": getattr(__import__(type(source).__module__, fromlist=["x"]), "ATTRIBUTION", None),
         },
         split={"sizes": counts, "seed": cfg.split_seed, "requested": cfg.split.to_dict()},
@@ -120,6 +121,21 @@ def _tokenizer(run: Run, cfg: RunConfig, data: PairData):
     tok = models.fit_tokenizer(cfg.model, texts)
     run.update(model={"name": cfg.model, "config": models.model_config(cfg.model), "token_map": tok.token_map})
     return tok
+
+
+def unknown_tokens(data: PairData, tokenizer) -> dict[str, int]:
+    """Caption tokens outside the model's vocabulary (each became the one unknown id), over every sample and over
+    S_E (the held-out set and the utility figures): many of them mean the text tower cannot tell those words apart."""
+    from multimem.tokenizer import UNK
+
+    if tokenizer.token_map is None:  # open_clip's full vocabulary: every BPE token has its own id
+        return {"all": 0, "extra": 0, "captions_with_unknown": 0}
+    unk = (data.tokens == UNK).sum(1)
+    extra = torch.zeros(len(unk), dtype=torch.bool)
+    for i in data.rows(EXTRA):
+        start, count = int(data.caption_start[i]), int(data.caption_count[i])
+        extra[start : start + count] = True
+    return {"all": int(unk.sum()), "extra": int(unk[extra].sum()), "captions_with_unknown": int((unk > 0).sum())}
 
 
 def _progress(run: Run, stage: str, unit: str = "steps") -> Callable[[int, int], None]:
@@ -149,6 +165,8 @@ def train_stage(run: Run, cfg: RunConfig, data: PairData, tokenizer, tag: str, *
     hist = pd.DataFrame(history).assign(model=tag)
     old = run.history()
     atomic_parquet(pd.concat([old[old["model"] != tag], hist], ignore_index=True), run.path("history.parquet"))
+    last = hist[hist["epoch"] == hist["epoch"].max()]["loss"] if len(hist) else pd.Series(dtype=float)
+    run.update(training={tag: {"epochs": cfg.train.epochs, "final_epoch_loss": float(last.mean()) if len(last) else None}})
     for p in run.path("checkpoints", f"work_{tag}").glob("*.pt"):
         p.unlink()
     run.mark_stage(f"train_{tag}", time.time() - t0)
@@ -221,7 +239,9 @@ def score_stage(run: Run, cfg: RunConfig, data: PairData) -> None:
         from multimem.mitigate import shared_range_with_parent
 
         normalisation = {**normalisation, "shared_range_with_parent": shared_range_with_parent(run, table, parent)}
-    run.update(metric={**cfg.metric.to_dict(), "normalisation": normalisation, "processes": summary["processes"]},
+    run.update(metric={**cfg.metric.to_dict(), "heldout_size": summary["heldout"],  # |H| used: S_E may be smaller
+                       "heldout_requested": cfg.metric.heldout_size, "n_scored": summary["n_scored"],
+                       "normalisation": normalisation, "processes": summary["processes"]},
                summary=summarise(table),
                timings={"score_forward": round(summary["forward_seconds"], 2),
                         "score_pipeline": round(summary["seconds"], 2)})
@@ -304,10 +324,12 @@ def execute(run: Run, cfg: RunConfig, stages: tuple[str, ...] = STAGES, lineage:
             data, source = prepare(run, cfg)
             tok = _tokenizer(run, cfg, data)
             data.tokenize(tok)
-            run.update(timings={"prepare": round(time.time() - t0, 2)})
+            setup = time.time() - t0
+            run.update(timings={"prepare": round(setup, 2)}, model={"unknown_tokens": unknown_tokens(data, tok)})
             for stage in stages:
                 if run.stage_done(stage):
                     continue
+                t_stage = time.time()
                 if stage_fns and stage in stage_fns:
                     stage_fns[stage](run, cfg, data, tok)
                 elif stage in ("train_f", "train_g"):
@@ -318,6 +340,10 @@ def execute(run: Run, cfg: RunConfig, stages: tuple[str, ...] = STAGES, lineage:
                     evaluate_stage(run, cfg, data, source)
                 elif stage == "index":
                     index_stage(run, data)
+                # the whole stage as the user waited for it: the first one of an invocation includes reading the
+                # data and tokenizing (models are loaded inside the stages)
+                run.update(timings={stage: round(time.time() - t_stage + setup, 2)})
+                setup = 0.0
         except KeyboardInterrupt:
             run.update(status="incomplete", error="interrupted; run the same command again to resume")
             raise

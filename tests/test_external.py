@@ -11,6 +11,7 @@ from multimem import models, presets
 from multimem.external import export_split, import_checkpoints
 from multimem.pipeline import RunConfig, execute
 from multimem.runs import Run
+from multimem.staging import swap_in
 from multimem.sources.base import DataError
 
 
@@ -55,7 +56,11 @@ def test_open_clip_train_checkpoints_score_as_a_run(split_run, tmp_path):
                "--report-to", "", "--seed", "0", "--save-frequency", "1"]
         subprocess.run(cmd, check=True, capture_output=True)
     ckpt = {t: out / "logs" / t / "checkpoints" / "epoch_1.pt" for t in ("f", "g")}
-    import_checkpoints(split_run, f"local-dir:{out / 'model'}", ckpt["f"], ckpt["g"])
+    staged = import_checkpoints(split_run, f"local-dir:{out / 'model'}", ckpt["f"], ckpt["g"])
+    assert not split_run.stage_done("train_f")  # the run itself changes only when the staged copy is swapped in
+    execute(staged, RunConfig.from_dict(staged.manifest()["config"]), ("score",))
+    with split_run.lock():
+        swap_in(staged, split_run)
     m = execute(split_run, RunConfig.from_dict(split_run.manifest()["config"]))
     assert m["status"] == "complete"
     assert m["model"]["external"]["f"] == str(ckpt["f"])

@@ -104,6 +104,33 @@ def test_checkpoint_reloads_with_plain_open_clip(run):
     assert np.allclose(txt, np.load(run.path("embeddings", "f_text.npy"))[rows], atol=1e-4)
 
 
+def test_readme_preprocessing_reproduces_stored_embeddings_with_plain_open_clip(run):
+    """The README's recipe, with PIL, torchvision and open_clip only: alpha onto white, bicubic to 1.5× the model
+    size, antialiased bilinear to the model size, normalise."""
+    from PIL import Image
+    from torchvision import transforms as T
+
+    models.register_configs()
+    model = open_clip.create_model("mm-tiny", pretrained=str(run.path("checkpoints", "f.pt"))).eval()
+    cfg = open_clip.get_model_config("mm-tiny")
+    size = cfg["vision_cfg"]["image_size"]
+    to_input = T.Compose([T.ToTensor(), T.Resize((size, size), interpolation=T.InterpolationMode.BILINEAR,
+                                                  antialias=True),
+                          T.Normalize(open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD)])
+    samples = run.samples()
+    rows = [0, 5, 17, 101]
+    batch = []
+    for r in rows:
+        img = Image.open(samples.image_ref[r]).convert("RGBA")
+        img = Image.alpha_composite(Image.new("RGBA", img.size, (255, 255, 255, 255)), img).convert("RGB")
+        batch.append(to_input(img.resize((size * 3 // 2,) * 2, Image.BICUBIC)))
+    with torch.no_grad():
+        emb = model.encode_image(torch.stack(batch), normalize=True).numpy()
+    stored = np.load(run.path("embeddings", "f_image.npy"))[rows]
+    assert np.allclose(emb, stored, atol=1e-4)
+    assert (emb * stored).sum(1).min() > 0.9999
+
+
 def test_runs_listing(root, capsys):
     df = list_runs(root)
     assert df.loc[0, "name"] == "demo-fast" and df.loc[0, "status"] == "complete"

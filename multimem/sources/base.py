@@ -37,6 +37,23 @@ class Skipped:
     where: str  # file / row / member
     reason: str
 
+    @property
+    def kind(self) -> str:
+        """The reason without its details ("cannot decode image", "image file not found"), to count by."""
+        text = self.reason.removeprefix(f"{self.where}: ")
+        for mark in (" (", ": "):
+            text = text.split(mark, 1)[0]
+        return text
+
+
+def skipped_summary(skipped: list[Skipped], examples: int = 20) -> dict[str, Any]:
+    """What the manifest keeps of the skipped samples: how many, how many for each reason, the first few."""
+    reasons: dict[str, int] = {}
+    for s in skipped:
+        reasons[s.kind] = reasons.get(s.kind, 0) + 1
+    return {"count": len(skipped), "reasons": reasons,
+            "examples": [{"where": s.where, "reason": s.reason} for s in skipped[:examples]]}
+
 
 class DataSource:
     """Base class: subclasses fill `kind`, implement `_read()` and, when images are not plain files, `open_image`."""
