@@ -18,7 +18,8 @@ import pandas as pd
 
 from multimem import index
 from multimem.atomic import atomic_numpy, atomic_parquet
-from multimem.pipeline import STAGES, summarise
+from multimem.pipeline import STAGES
+from multimem.summary import summarise
 from multimem.runs import Run, now
 from multimem.sources.twemoji import ATTRIBUTION, _asset_dir
 

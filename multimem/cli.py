@@ -9,6 +9,7 @@ from pathlib import Path
 from multimem import cli_scale, presets
 from multimem.runs import DEFAULT_ROOT, Run, RunError, list_runs
 from multimem.sources.base import DataError
+from multimem.summary import Interval
 from multimem.train import TrainingError
 
 EPILOG = "Runs are folders under --runs-root; the dashboard (`make run`) reads them. Method: METHOD.md."
@@ -53,6 +54,10 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, default=None, help="training batch size")
     g.add_argument("--lr", type=float, default=None, help="peak learning rate (AdamW, warm-up + cosine)")
     g.add_argument("--seed", type=int, default=None, help="seed for initialisation, data order and augmentation")
+    g.add_argument("--replicas", type=int, default=None,
+                   help="K: train K seeds of f and K of g on the same split (replica k uses seed + k); scores average "
+                        "the K paired differences and keep their standard error (default 1, the paper's score; "
+                        "K times the training time)")
 
 
 def _metric_options(p: argparse.ArgumentParser) -> None:
@@ -106,6 +111,10 @@ def build_config(args: argparse.Namespace, base):
         changes["inject_fraction"] = 0.0  # a user's own captions are altered only when they ask (--inject)
     if getattr(args, "stream", None):
         changes["stream"] = True
+    if getattr(args, "replicas", None) is not None:
+        if args.replicas < 1:
+            raise DataError(f"--replicas must be at least 1, got {args.replicas}")
+        changes["replicas"] = args.replicas
     cfg = dataclasses.replace(cfg, **changes)
     from multimem.models import model_config
 
@@ -126,6 +135,12 @@ def _print_summary(m: dict, root: Path | None = None) -> None:
             print(f"  {tag} trained {t['epochs']} epochs: mean loss of the last epoch {t['final_epoch_loss']:.3f}")
     if means:
         print("  mean normalised MultiMem: " + ", ".join(f"{k} {v:+.3f}" for k, v in means.items()))
+    diag = s.get("diagnostics")
+    if diag:
+        offset, gap = Interval.from_dict(diag["offset"]), Interval.from_dict(diag["gap_candidate_shared"])
+        print(f"  raw S_C − S_S gap {gap.text(4)}; model-level offset (S_S sample, expected 0) {offset.text(4)}")
+        for warning in diag.get("warnings") or []:
+            print(f"  warning: {warning}")
     if "injected_auc" in s:
         print(f"  injected mis-captions: ROC-AUC {s['injected_auc']:.3f}, "
               f"precision at top 5% {s['injected_precision_at_5pct']:.3f}")
@@ -332,7 +347,13 @@ def _print_comparison(m: dict) -> None:
     for s, v in c["subsets"].items():
         if "relative_change" in v:
             rel = "" if v["relative_change"] is None else f" ({v['relative_change'] * 100:+.1f}%)"
-            print(f"    mean on {s}: {v['parent_raw']:+.4f} -> {v['raw']:+.4f}{rel}")
+            change = v.get("change")
+            sure = ""
+            if change:  # older runs have no interval
+                iv = Interval.from_dict(change)
+                sure = f"; change {iv.text(4)}" if iv.within_noise else f"; change {iv.text(4)}, beyond noise"
+                sure += "" if iv.replicas > 1 else " (one replica: training noise not in the interval)"
+            print(f"    mean on {s}: {v['parent_raw']:+.4f} -> {v['raw']:+.4f}{rel}{sure}")
         elif v.get("raw") is not None:
             print(f"    mean on {s} ({v['n']}): {v['parent_raw']:+.4f} -> {v['raw']:+.4f}")
     a, b = c["utility_f"]["parent"], c["utility_f"]["run"]
@@ -348,7 +369,7 @@ def cmd_mitigate(args) -> int:
     from multimem import mitigate
 
     params = mitigate.make_params(args.strategy, **_mitigation_values(args))
-    m = mitigate.mitigate(args.runs_root, args.parent, args.strategy, params, args.name)
+    m = mitigate.mitigate(args.runs_root, args.parent, args.strategy, params, args.name, args.replicas)
     _print_summary(m, args.runs_root)
     _print_comparison(m)
     print(f"  folder: {Run(args.runs_root, m['name']).dir}")
@@ -368,7 +389,8 @@ def cmd_sweep(args) -> int:
                             args.sweep_name)
     table = __import__("pandas").read_csv(paths["table_csv"])
     cols = [c for c in ("run", "series", "value", "mean_raw_candidate", "mean_shared_candidate",
-                        "relative_change_candidate", "f_mean_R@5", "cost_seconds") if c in table]
+                        "relative_change_candidate", "paired_change_low", "paired_change_high", "change_within_noise",
+                        "f_mean_R@5", "cost_seconds") if c in table]
     with __import__("pandas").option_context("display.width", 200, "display.max_columns", 20,
                                              "display.float_format", "{:.4f}".format):
         print(table[cols].to_string(index=False))
@@ -440,6 +462,9 @@ def parser() -> argparse.ArgumentParser:
                                     "after. Run the same command again to resume.", epilog=EPILOG)
     _parent_and_strategy(mi, strategies)
     mi.add_argument("--name", help="name of the derived run (default: PARENT.STRATEGY-SETTINGS, e.g. demo.noise-all-0.1)")
+    mi.add_argument("--replicas", type=int, default=None,
+                    help="seeds of f and g the derived run trains (noise, captions; default: the parent's); "
+                         "intervals then include training noise")
     _root(mi); _mitigation_arguments(mi)
     mi.set_defaults(func=cmd_mitigate)
 

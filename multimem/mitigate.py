@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from multimem import augment, metric, models
+from multimem import augment, metric, models, summary
 from multimem.atomic import atomic_parquet, atomic_write_json
 from multimem.dataset import PairData
 from multimem.runs import COMPLETE, Run, RunError, check_name
@@ -525,8 +525,10 @@ def compare(parent: Run, child: Run) -> dict:
     for s in (CANDIDATE, INDEPENDENT, SHARED):
         a = float(ps.loc[ps.subset == s, "multimem_raw"].mean())
         b = float(cs.loc[cs.subset == s, "multimem_raw"].mean())
+        change = summary.paired_change(ps, cs, s)  # 95% interval: samples paired by id, replicas when any
         out["subsets"][s] = {"parent_raw": a, "raw": b, "parent_shared": a / r, "shared": b / r,
-                             "relative_change": (b - a) / abs(a) if a else None}
+                             "relative_change": (b - a) / abs(a) if a else None, "change": change.to_dict(),
+                             "relative_interval": [change.low / abs(a), change.high / abs(a)] if a else None}
     removed_path = child.path("mitigation", "ranking.parquet")
     n = int(((cm.get("lineage") or {}).get("mitigation") or {}).get("n") or 0)
     if removed_path.exists() and n:
@@ -563,8 +565,11 @@ def cost_of(parent_m: dict, child_m: dict, strategy: str) -> dict:
 
 # ------------------------------------------------------------------------------------------------ entry point
 
-def mitigate(root: Path | str, parent_name: str, strategy: str, params=None, name: str | None = None) -> dict:
-    """Create (or resume) the mitigated run derived from `parent_name`; returns its manifest."""
+def mitigate(root: Path | str, parent_name: str, strategy: str, params=None, name: str | None = None,
+             replicas: int | None = None) -> dict:
+    """Create (or resume) the mitigated run derived from `parent_name`; returns its manifest.
+
+    `replicas`: seeds of f and g the derived run trains (default: the parent's); noise and captions only."""
     from multimem.pipeline import STAGES, RunConfig, execute
 
     params = params if params is not None else make_params(strategy)
@@ -582,9 +587,16 @@ def mitigate(root: Path | str, parent_name: str, strategy: str, params=None, nam
     if strategy == "regroup" and params.every >= cfg.train.epochs:
         raise MitigationError(f"regroup every {params.every} epochs never rescores: the parent trains "
                               f"{cfg.train.epochs} epochs; use --every below that")
+    if strategy in ("removal", "regroup") and max(cfg.replicas, replicas or 1) > 1:
+        raise MitigationError(f"{strategy} trains one f (and one g): it does not take replicas yet; use a parent "
+                              "run without --replicas, or the noise and captions strategies")
+    if replicas is not None and replicas < 1:
+        raise MitigationError(f"--replicas must be at least 1, got {replicas}")
     if same_as_parent(cfg, strategy, params):
         raise MitigationError(f"parent run {parent_name!r} already trains that way ({params_dict(strategy, params)}); "
                               "nothing to derive")
+    if replicas is not None and replicas != cfg.replicas:
+        name = name or f"{child_name(parent_name, strategy, params)}.r{replicas}"
     name = check_name(name or child_name(parent_name, strategy, params))
     if name == parent_name:
         raise MitigationError("the derived run needs a name other than its parent's")
@@ -599,6 +611,8 @@ def mitigate(root: Path | str, parent_name: str, strategy: str, params=None, nam
         # the parent's token map: the derived run tokenizes exactly as the parent (fine-tuning needs it)
         run.update(model=pm.get("model"), lineage=lineage)
     cfg_child = child_config(cfg, strategy, params)
+    if replicas is not None:
+        cfg_child = dataclasses.replace(cfg_child, replicas=replicas)
     stage_fns = {}
     if strategy == "removal":
         stage_fns = {"train_f": removal_train_f(parent, params), "train_g": copy_parent_g(parent)}

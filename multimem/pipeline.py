@@ -5,6 +5,7 @@ done and resumes training from its last epoch checkpoint. The status becomes "co
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import time
@@ -17,13 +18,14 @@ import pandas as pd
 import torch
 
 from multimem import models
+from multimem import summary as run_summary
 from multimem.atomic import atomic_numpy, atomic_parquet
 from multimem.dataset import PairData, build, fingerprint
 from multimem.runs import COMPLETE, FAILED, RUNNING, STAGES, Run, RunError
 from multimem.score import MetricConfig
 from multimem.sources import DataError, open_source
 from multimem.sources.base import skipped_summary
-from multimem.splits import CANDIDATE, EXTRA, INDEPENDENT, SHARED, TRAIN_F, TRAIN_G, SplitSizes
+from multimem.splits import EXTRA, TRAIN_F, TRAIN_G, SplitSizes
 from multimem.train import TrainConfig
 
 
@@ -41,6 +43,9 @@ class RunConfig:
     prompt_template: str | None = None  # zero-shot prompt; None: the source's own
     workers: int = 4
     stream: bool = False  # decode images per batch (flat memory) instead of holding them all decoded
+    # K seeds of f and K of g on the same split (METHOD.md 6): replica k trains with train.seed + k; scores average
+    # the K paired differences and keep their standard error. 1 is the paper's score.
+    replicas: int = 1
 
     def to_dict(self) -> dict:
         """JSON-shaped (tuples as lists), so it compares equal to what the manifest holds."""
@@ -150,47 +155,58 @@ def _progress(run: Run, stage: str, unit: str = "steps") -> Callable[[int, int],
     return report
 
 
+def checkpoint_name(tag: str, replica: int = 0) -> str:
+    """f.pt / g.pt for the first replica (the paper's models), f.r1.pt, ... for the others."""
+    return f"{tag}.pt" if replica == 0 else f"{tag}.r{replica}.pt"
+
+
 def train_stage(run: Run, cfg: RunConfig, data: PairData, tokenizer, tag: str, **train_options) -> None:
-    """Train f (tag "f") or g; `train_options` go to multimem.train.train (mitigations: regroup=...)."""
+    """Train f (tag "f") or g, each replica in turn (a finished replica is kept when the stage resumes);
+    `train_options` go to multimem.train.train (mitigations: regroup=...)."""
     from multimem.train import train
 
     subsets = TRAIN_F if tag == "f" else TRAIN_G
     t0 = time.time()
-    model, history = train(
-        data, data.rows(*subsets), cfg.model, tokenizer, cfg.train, run.path("checkpoints", f"work_{tag}"),
-        desc=f"train {tag}", on_step=_progress(run, f"train_{tag}"), **train_options,
-    )
-    models.save_checkpoint(run.path("checkpoints", f"{tag}.pt"), model, cfg.model, tokenizer,
-                           epoch=cfg.train.epochs, train_config=cfg.train.to_dict())
-    hist = pd.DataFrame(history).assign(model=tag)
-    old = run.history()
-    atomic_parquet(pd.concat([old[old["model"] != tag], hist], ignore_index=True), run.path("history.parquet"))
-    last = hist[hist["epoch"] == hist["epoch"].max()]["loss"] if len(hist) else pd.Series(dtype=float)
-    run.update(training={tag: {"epochs": cfg.train.epochs, "final_epoch_loss": float(last.mean()) if len(last) else None}})
-    for p in run.path("checkpoints", f"work_{tag}").glob("*.pt"):
-        p.unlink()
+    for k in range(cfg.replicas):
+        name = checkpoint_name(tag, k)
+        if run.path("checkpoints", name).exists():
+            continue
+        settings = dataclasses.replace(cfg.train, seed=cfg.train.seed + k)
+        work = run.path("checkpoints", f"work_{tag}" if k == 0 else f"work_{tag}.r{k}")
+        label = tag if cfg.replicas == 1 else f"{tag} replica {k + 1}/{cfg.replicas}"
+        model, history = train(data, data.rows(*subsets), cfg.model, tokenizer, settings, work, desc=f"train {label}",
+                               on_step=_progress(run, f"train_{tag}" + (f" replica {k + 1}" if k else "")),
+                               **train_options)
+        models.save_checkpoint(run.path("checkpoints", name), model, cfg.model, tokenizer,
+                               epoch=cfg.train.epochs, train_config=settings.to_dict())
+        hist = pd.DataFrame(history).assign(model=tag, replica=k)
+        old = run.history()
+        old_replica = old["replica"] if "replica" in old else pd.Series(0, index=old.index)
+        keep = old[(old["model"] != tag) | (old_replica != k)]
+        atomic_parquet(pd.concat([keep, hist], ignore_index=True), run.path("history.parquet"))
+        if k == 0:
+            last = hist[hist["epoch"] == hist["epoch"].max()]["loss"] if len(hist) else pd.Series(dtype=float)
+            run.update(training={tag: {"epochs": cfg.train.epochs,
+                                       "final_epoch_loss": float(last.mean()) if len(last) else None}})
+        for p in work.glob("*.pt"):
+            p.unlink()
     run.mark_stage(f"train_{tag}", time.time() - t0)
 
 
 def load_pair(run: Run, cfg: RunConfig):
+    """The first replica of f and g (the paper's models) and the tokenizer."""
     f, tok = models.load_model(run.path("checkpoints", "f.pt"), cfg.model)
     g, _ = models.load_model(run.path("checkpoints", "g.pt"), cfg.model)
     return f, g, tok
 
 
-def summarise(table: pd.DataFrame) -> dict:
-    from sklearn.metrics import roc_auc_score
-
-    means = {s: float(table.loc[table.subset == s, "multimem"].mean()) for s in (CANDIDATE, INDEPENDENT, SHARED)}
-    raw = {s: float(table.loc[table.subset == s, "multimem_raw"].mean()) for s in (CANDIDATE, INDEPENDENT, SHARED)}
-    out: dict[str, Any] = {"mean_multimem": means, "mean_multimem_raw": raw}
-    cand = table[table.subset == CANDIDATE]
-    if cand["injected"].any() and not cand["injected"].all():
-        out["injected_auc"] = float(roc_auc_score(cand["injected"], cand["multimem_raw"]))
-        k = max(1, int(round(0.05 * len(cand))))
-        out["injected_precision_at_5pct"] = float(cand.nlargest(k, "multimem_raw")["injected"].mean())
-        out["injected_share"] = float(cand["injected"].mean())
-    return out
+def load_replicas(run: Run, cfg: RunConfig) -> tuple[list, list]:
+    """Every replica of f and of g, in replica order."""
+    fs, gs = [], []
+    for k in range(cfg.replicas):
+        fs.append(models.load_model(run.path("checkpoints", checkpoint_name("f", k)), cfg.model)[0])
+        gs.append(models.load_model(run.path("checkpoints", checkpoint_name("g", k)), cfg.model)[0])
+    return fs, gs
 
 
 def with_sample_columns(run: Run, table: pd.DataFrame) -> pd.DataFrame:
@@ -207,8 +223,8 @@ def score_stage(run: Run, cfg: RunConfig, data: PairData) -> None:
     from multimem.score import iter_clean, score, scored_rows
 
     t0 = time.time()
-    f, g, _ = load_pair(run, cfg)
-    f, g = f.to(distributed.device()), g.to(distributed.device())
+    fs, gs = load_replicas(run, cfg)
+    fs, gs = [m.to(distributed.device()) for m in fs], [m.to(distributed.device()) for m in gs]
     # scoring embeds the clean views of the scored rows; the rest are embedded here, each row once
     scored = scored_rows(data, cfg.metric)
     mine_rest = distributed.shard(np.setdiff1d(np.arange(len(data)), scored))
@@ -222,8 +238,8 @@ def score_stage(run: Run, cfg: RunConfig, data: PairData) -> None:
         done[0] += len(rows)
         report(done[0], 2 * len(parts.rows))
 
-    table, summary = score(f, g, data, cfg.metric, on_clean=store)
-    for tag, model in (("f", f), ("g", g)):
+    table, summary = score(fs, gs, data, cfg.metric, on_clean=store)
+    for tag, model in (("f", fs[0]), ("g", gs[0])):  # embeddings and indices: the first replica
         for rows, image, text in iter_clean(model, data, mine_rest, cfg.metric.batch_size):
             store(tag, rows, image, text)
     parts.close()
@@ -232,6 +248,7 @@ def score_stage(run: Run, cfg: RunConfig, data: PairData) -> None:
         return
     assemble(run.path("embeddings"), len(data), distributed.world_size())
     table = with_sample_columns(run, table)
+    table = pd.concat([table, run_summary.calibration(table)], axis=1)
     atomic_parquet(table, run.path("scores.parquet"))
     normalisation = summary["normalisation"]
     parent = (run.manifest().get("lineage") or {}).get("parent")
@@ -241,8 +258,9 @@ def score_stage(run: Run, cfg: RunConfig, data: PairData) -> None:
         normalisation = {**normalisation, "shared_range_with_parent": shared_range_with_parent(run, table, parent)}
     run.update(metric={**cfg.metric.to_dict(), "heldout_size": summary["heldout"],  # |H| used: S_E may be smaller
                        "heldout_requested": cfg.metric.heldout_size, "n_scored": summary["n_scored"],
-                       "normalisation": normalisation, "processes": summary["processes"]},
-               summary=summarise(table),
+                       "normalisation": normalisation, "processes": summary["processes"],
+                       "replicas": summary["replicas"]},
+               summary=run_summary.summarise(table),
                timings={"score_forward": round(summary["forward_seconds"], 2),
                         "score_pipeline": round(summary["seconds"], 2)})
     run.mark_stage("score", time.time() - t0)

@@ -213,20 +213,42 @@ COLUMNS = ["row", "multimem", "multimem_raw", "cmc_f", "cmc_g", "own_f", "held_f
            "sslmem_image", "sslmem_text", "cos_f", "cos_g"]
 
 
+def combine_replicas(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """One table from K replica tables of the same rows (METHOD.md 6): CMC terms, SSLMem and cosines averaged over
+    the replicas of each model, so multimem_raw is the mean of the K paired differences d_k; `multimem_se` is
+    sd_k(d_k) / sqrt(K) and each d_k is kept as `multimem_raw_r{k}`. One replica: its table unchanged."""
+    if len(tables) == 1:
+        return tables[0]
+    k = len(tables)
+    out = pd.DataFrame({"row": tables[0]["row"].to_numpy()})
+    for col in tables[0].columns.drop("row"):
+        out[col] = np.mean([t[col].to_numpy() for t in tables], axis=0)
+    d = np.stack([t["multimem_raw"].to_numpy() for t in tables])
+    out["multimem_se"] = d.std(axis=0, ddof=1) / np.sqrt(k)
+    for i in range(k):
+        out[f"multimem_raw_r{i}"] = d[i]
+    return out
+
+
 def score(f, g, data: PairData, cfg: MetricConfig, on_clean=None) -> tuple[pd.DataFrame, dict] | tuple[None, None]:
     """The scores table (one row per scored sample) and a summary with the normalisation range and timings.
 
-    Under torchrun every rank scores its shard and rank 0 gets the whole table; other ranks get (None, None).
-    `on_clean`: see score_rows (called on every rank for its shard).
+    `f` and `g` are models or equally long lists of replicas (replica k of f is paired with replica k of g; every
+    replica sees the same views). Under torchrun every rank scores its shard and rank 0 gets the whole table;
+    other ranks get (None, None). `on_clean`: see score_rows (first replica only, on every rank for its shard).
     """
     from multimem import distributed
 
+    fs, gs = (list(m) if isinstance(m, (list, tuple)) else [m] for m in (f, g))
     t0 = time.perf_counter()
     timer = Timer()
     rows, held = scored_rows(data, cfg), heldout_rows(data, cfg)
-    table = distributed.gather_frames(score_rows(f, g, data, distributed.shard(rows), held, cfg, timer, on_clean))
-    if table is None:
+    mine = distributed.shard(rows)
+    tables = [distributed.gather_frames(score_rows(fk, gk, data, mine, held, cfg, timer, on_clean if k == 0 else None))
+              for k, (fk, gk) in enumerate(zip(fs, gs))]
+    if tables[0] is None:
         return None, None
+    table = combine_replicas(tables)
     norm, value_range = metric.normalise(torch.from_numpy(table["multimem_raw"].to_numpy(copy=True)))
     table["multimem"] = norm.numpy()
     raw = table["multimem_raw"]
@@ -234,8 +256,9 @@ def score(f, g, data: PairData, cfg: MetricConfig, on_clean=None) -> tuple[pd.Da
         "normalisation": {"method": "range", "range": value_range, "min": float(raw.min()), "max": float(raw.max())},
         "n_scored": int(len(rows)),
         "heldout": int(len(held)),
+        "replicas": len(fs),
         "processes": distributed.world_size(),
         "seconds": time.perf_counter() - t0,
         "forward_seconds": timer.seconds,
     }
-    return table[COLUMNS], summary
+    return table[COLUMNS + [c for c in table.columns if c not in COLUMNS]], summary

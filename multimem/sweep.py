@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from multimem import mitigate as mit
+from multimem import summary
 from multimem.atomic import atomic_parquet, atomic_write_json
 from multimem.runs import COMPLETE, Run, check_name
 from multimem.splits import CANDIDATE, INDEPENDENT, SHARED
@@ -90,14 +91,14 @@ def _row(run: Run, parent_m: dict, r: dict | None, strategy: str, value_range: f
         raw = s.loc[s.subset == sub, "multimem_raw"]
         row[f"mean_raw_{sub}"] = float(raw.mean())
         row[f"mean_shared_{sub}"] = float(raw.mean()) / value_range
-    cand = s.loc[s.subset == CANDIDATE, "multimem_raw"]
-    row["se_raw_candidate"] = float(cand.std(ddof=1) / np.sqrt(len(cand))) if len(cand) > 1 else None
+    mean = summary.mean_interval(summary.replica_values(s[s.subset == CANDIDATE]))
+    row["ci_low_shared_candidate"], row["ci_high_shared_candidate"] = mean.low / value_range, mean.high / value_range
+    row["replicas"] = mean.replicas
     # paired: the same S_C samples scored in both runs, so their per-sample change has a much smaller error
-    pc = parent_scores.loc[parent_scores.subset == CANDIDATE, ["id", "multimem_raw"]]
-    joined = pc.merge(s.loc[s.subset == CANDIDATE, ["id", "multimem_raw"]], on="id", suffixes=("_parent", ""))
-    diff = joined["multimem_raw"] - joined["multimem_raw_parent"]
-    row["paired_change_raw_candidate"] = float(diff.mean()) if len(diff) else None
-    row["paired_change_se"] = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else None
+    change = summary.paired_change(parent_scores, s, CANDIDATE)
+    row["paired_change_raw_candidate"] = change.estimate
+    row["paired_change_low"], row["paired_change_high"] = change.low, change.high
+    row["change_within_noise"] = change.within_noise
     row.update({f"f_{k}": v for k, v in mit.utility_row(m, "f").items()})
     row["injected_auc"] = (m.get("summary") or {}).get("injected_auc")
     cost = mit.cost_of(parent_m, m, strategy) if r and run.name != parent_m["name"] else {}
@@ -176,10 +177,16 @@ def figure(table: pd.DataFrame, strategy: str, parent: str):
                   else str(v) for v in t["value"]]
         # captions per image is categorical ('all' has no number); the other values are numbers
         t["_x"] = labels if strategy == "captions" else t["_order"]
+        # 95% intervals of each run's mean (samples, and replicas when any); hollow markers: change within noise
+        bars = dict(type="data", symmetric=False, array=t["ci_high_shared_candidate"] - t["mean_shared_candidate"],
+                    arrayminus=t["mean_shared_candidate"] - t["ci_low_shared_candidate"], thickness=1)
+        symbols = ["circle-open" if w else "circle" for w in t["change_within_noise"]]
         fig.add_scatter(x=t["f_mean_R@5"], y=t["mean_shared_candidate"], mode="lines+markers+text", text=labels,
-                        textposition="top center", name=str(s), line=dict(color=c), row=1, col=1)
+                        textposition="top center", name=str(s), line=dict(color=c), error_y=bars,
+                        marker=dict(symbol=symbols, size=9), row=1, col=1)
         fig.add_scatter(x=t["_x"], y=t["mean_shared_candidate"], mode="lines+markers", name=f"{s}: memorization",
-                        line=dict(color=c), row=1, col=2, showlegend=False)
+                        line=dict(color=c), error_y=bars, marker=dict(symbol=symbols, size=9), row=1, col=2,
+                        showlegend=False)
         fig.add_scatter(x=t["_x"], y=t["f_mean_R@5"], mode="lines+markers", name=f"{s}: f mean R@5",
                         line=dict(color=c, dash="dot"), row=1, col=2, secondary_y=True, showlegend=False)
     fig.add_scatter(x=[base["f_mean_R@5"]], y=[base["mean_shared_candidate"]], mode="markers+text", text=[parent],
@@ -191,7 +198,9 @@ def figure(table: pd.DataFrame, strategy: str, parent: str):
     fig.update_yaxes(title_text="mean MultiMem on S_C (solid)", row=1, col=2)
     fig.update_yaxes(title_text="f mean R@5 (dotted)", row=1, col=2, secondary_y=True)
     fig.update_layout(height=450, width=1100, title=f"{strategy} sweep from {parent}: memorization compared on one "
-                                                    f"range shared by all runs", legend=dict(orientation="h", y=-0.2))
+                                                    f"range shared by all runs (bars: 95% intervals; hollow: change "
+                                                    f"from the baseline within noise)",
+                      legend=dict(orientation="h", y=-0.2))
     return fig
 
 

@@ -1,0 +1,239 @@
+"""Statistics of a run's scores table, with how sure each figure is: the one home of these rules.
+
+Pure pandas / numpy (no torch, no run directory), so the CLI, the pipeline and the dashboard share every rule.
+
+- Intervals are 95% percentile bootstraps over samples, and over replicas too when a run has several (a two-level
+  resampling: replicas with replacement, samples with replacement). scipy.stats.bootstrap resamples one level
+  only, so the two-level case is written here; tests check the one-level case against scipy's.
+- The calibrated score and the diagnostics are this project's extensions (METHOD.md section 6).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+CANDIDATE, INDEPENDENT, SHARED = "candidate", "independent", "shared"
+SCORED = (CANDIDATE, INDEPENDENT, SHARED)
+RESAMPLES = 2000
+CONFIDENCE = 0.95
+MIN_PER_LABEL = 5  # S_S samples a label needs before its own mean calibrates it (else the S_S mean does)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """An estimate with its 95% interval; `replicas` says whether training noise is inside the interval."""
+
+    estimate: float
+    low: float
+    high: float
+    n: int
+    replicas: int = 1
+
+    @property
+    def within_noise(self) -> bool:
+        return bool(self.low <= 0 <= self.high) or not np.isfinite(self.estimate)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "within_noise": self.within_noise}
+
+    def text(self, digits: int = 3) -> str:
+        """"+0.031 [−0.004, +0.066], within noise"."""
+        if not np.isfinite(self.estimate):
+            return "–"
+        out = f"{self.estimate:+.{digits}f} [{self.low:+.{digits}f}, {self.high:+.{digits}f}]"
+        return out + (", within noise" if self.within_noise else "")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Interval":
+        return cls(**{k: d[k] for k in ("estimate", "low", "high", "n", "replicas") if k in d})
+
+
+def replica_values(table: pd.DataFrame, column: str = "multimem_raw") -> np.ndarray:
+    """K × N: the column per replica (`column_r0`, `column_r1`, ... when the run has replicas), else 1 × N."""
+    cols = sorted((c for c in table.columns if c.startswith(f"{column}_r") and c[len(column) + 2:].isdigit()),
+                  key=lambda c: int(c[len(column) + 2:]))
+    if not cols:
+        return table[column].to_numpy(float)[None, :]
+    return table[cols].to_numpy(float).T
+
+
+def _replica_means(values: np.ndarray, samples: np.ndarray) -> np.ndarray:
+    """K × B: each replica's mean over each bootstrap draw of samples (B × N indices), in bounded memory."""
+    out = np.empty((values.shape[0], len(samples)))
+    step = max(1, 4_000_000 // max(1, samples.shape[1]))
+    for start in range(0, len(samples), step):
+        idx = samples[start : start + step]
+        out[:, start : start + step] = values[:, idx].mean(axis=2)
+    return out
+
+
+def _pick_replicas(means: np.ndarray, picks: np.ndarray) -> np.ndarray:
+    """B: the mean over each draw's resampled replicas (picks: B × K replica indices)."""
+    return np.take_along_axis(means.T, picks, axis=1).mean(axis=1)
+
+
+def _interval(estimate: float, draws: np.ndarray, n: int, replicas: int) -> Interval:
+    alpha = (1 - CONFIDENCE) / 2
+    low, high = np.quantile(draws, [alpha, 1 - alpha]) if len(draws) else (np.nan, np.nan)
+    return Interval(float(estimate), float(low), float(high), int(n), int(replicas))
+
+
+def mean_interval(values: np.ndarray, seed: int = 0, resamples: int = RESAMPLES) -> Interval:
+    """Mean of K × N values (K replicas of N samples; 1-D for one replica) with its interval."""
+    values = np.atleast_2d(np.asarray(values, float))
+    k, n = values.shape
+    if n == 0:
+        return Interval(np.nan, np.nan, np.nan, 0, k)
+    rng = np.random.default_rng(seed)
+    means = _replica_means(values, rng.integers(0, n, size=(resamples, n)))
+    return _interval(values.mean(), _pick_replicas(means, rng.integers(0, k, size=(resamples, k))), n, k)
+
+
+def change_interval(before: np.ndarray, after: np.ndarray, paired: bool, same_models: bool = False,
+                    seed: int = 0, resamples: int = RESAMPLES) -> Interval:
+    """mean(after) − mean(before) with its interval.
+
+    paired: the same samples in the same order (a run and its mitigation on S_C): one draw of samples for both.
+    same_models: the replicas of `before` and `after` are the same models (two subsets of one run): one draw of
+    replicas for both. Otherwise each side's replicas are drawn on their own.
+    """
+    a, b = np.atleast_2d(np.asarray(before, float)), np.atleast_2d(np.asarray(after, float))
+    (ka, na), (kb, nb) = a.shape, b.shape
+    if na == 0 or nb == 0:
+        return Interval(np.nan, np.nan, np.nan, min(na, nb), min(ka, kb))
+    if paired and na != nb:
+        raise ValueError(f"paired samples need the same count, got {na} and {nb}")
+    rng = np.random.default_rng(seed)
+    sa = rng.integers(0, na, size=(resamples, na))
+    sb = sa if paired else rng.integers(0, nb, size=(resamples, nb))
+    pa = rng.integers(0, ka, size=(resamples, ka))
+    pb = pa if same_models and ka == kb else rng.integers(0, kb, size=(resamples, kb))
+    draws = _pick_replicas(_replica_means(b, sb), pb) - _pick_replicas(_replica_means(a, sa), pa)
+    return _interval(b.mean() - a.mean(), draws, min(na, nb), min(ka, kb))
+
+
+def paired_change(before: pd.DataFrame, after: pd.DataFrame, subset: str, column: str = "multimem_raw",
+                  seed: int = 0) -> Interval:
+    """Change of a subset's mean score between two runs of one split (a baseline and its mitigation): samples
+    paired by id; each run's replicas, when it has several, resampled on their own."""
+    a = before[before["subset"] == subset].set_index("id")
+    b = after[after["subset"] == subset].set_index("id")
+    ids = a.index.intersection(b.index, sort=False)
+    return change_interval(replica_values(a.loc[ids], column), replica_values(b.loc[ids], column), paired=True,
+                           seed=seed)
+
+
+def subset_means(table: pd.DataFrame, column: str = "multimem") -> dict[str, float]:
+    return {s: float(table.loc[table["subset"] == s, column].mean()) for s in SCORED}
+
+
+def subset_intervals(table: pd.DataFrame, column: str = "multimem_raw") -> dict[str, Interval]:
+    return {s: mean_interval(replica_values(table[table["subset"] == s], column), seed=i)
+            for i, s in enumerate(SCORED)}
+
+
+# ---- the calibrated score (METHOD.md section 6)
+
+def calibration(table: pd.DataFrame, min_per_label: int = MIN_PER_LABEL) -> pd.DataFrame:
+    """Two columns beside the paper's score: `multimem_calibrated` = raw − the scored S_S sample's mean (the
+    model-level offset: both models trained on S_S, so its expected score is 0), and, when the samples have labels,
+    `multimem_calibrated_label` = raw − the S_S mean of the same label (the S_S mean where a label has fewer than
+    `min_per_label` scored S_S samples)."""
+    raw = table["multimem_raw"].astype(float)
+    shared = table["subset"] == SHARED
+    offset = float(raw[shared].mean()) if shared.any() else 0.0
+    out = pd.DataFrame({"multimem_calibrated": raw - offset}, index=table.index)
+    labels = table["label"] if "label" in table.columns else None
+    if labels is not None and labels.notna().any():
+        per_label = raw[shared].groupby(labels[shared]).agg(["mean", "count"])
+        usable = per_label.loc[per_label["count"] >= min_per_label, "mean"]
+        out["multimem_calibrated_label"] = raw - labels.map(usable).fillna(offset).astype(float)
+    return out
+
+
+# ---- finding injected mis-captions (ground truth the demo records)
+
+def detection(table: pd.DataFrame, column: str = "multimem_raw", top: float = 0.05) -> dict[str, float] | None:
+    """How well `column` ranks S_C's injected samples first: ROC-AUC and precision in the top `top` share."""
+    from sklearn.metrics import roc_auc_score
+
+    cand = table[table["subset"] == CANDIDATE]
+    if "injected" not in cand or not cand["injected"].any() or cand["injected"].all():
+        return None
+    k = max(1, int(round(top * len(cand))))
+    return {"auc": float(roc_auc_score(cand["injected"], cand[column])),
+            "precision_at_top": float(cand.nlargest(k, column)["injected"].mean()),
+            "base_rate": float(cand["injected"].mean())}
+
+
+# ---- diagnostics: how much of a score is signal
+
+OFFSET_WARN = 0.5  # warn when |S_S mean| or the S_S between-label spread exceeds this share of the S_C − S_S gap
+
+
+def diagnostics(table: pd.DataFrame, min_per_label: int = MIN_PER_LABEL) -> dict[str, Any]:
+    """The model-level offset, the gaps between subsets (with intervals), per-label means and warnings."""
+    sub = {s: table[table["subset"] == s] for s in SCORED}
+    raw = {s: replica_values(sub[s]) for s in SCORED}
+    out: dict[str, Any] = {
+        "offset": mean_interval(raw[SHARED], seed=11).to_dict(),
+        "held_difference": float((table["held_f"] - table["held_g"]).mean()),
+        "own_difference": float((table["own_f"] - table["own_g"]).mean()),
+        "gap_candidate_shared": change_interval(raw[SHARED], raw[CANDIDATE], paired=False, same_models=True,
+                                                seed=12).to_dict(),
+        "gap_shared_independent": change_interval(raw[INDEPENDENT], raw[SHARED], paired=False, same_models=True,
+                                                  seed=13).to_dict(),
+    }
+    gap = out["gap_candidate_shared"]["estimate"]
+    warnings = []
+    offset = out["offset"]["estimate"]
+    if not out["offset"]["within_noise"] and abs(offset) > OFFSET_WARN * max(gap, 0.0):
+        warnings.append(
+            f"The models differ as a whole: the S_S sample, which both trained on and whose expected score is 0, "
+            f"averages {offset:+.4f} (raw; held-out term f − g {out['held_difference']:+.4f}) against an S_C − S_S "
+            f"gap of {gap:+.4f}. Positive or negative raw scores mean little here: rank by the calibrated score, "
+            "and reduce training noise with --replicas or more epochs.")
+    if out["gap_candidate_shared"]["within_noise"]:
+        warnings.append("S_C does not score above S_S beyond noise: f has not measurably memorized its candidates "
+                        "more than its shared samples; the ranking of S_C is mostly noise. Train longer, use a larger "
+                        "model or fewer shared samples, or average --replicas.")
+    if "label" in table.columns and table["label"].notna().any():
+        per = (table[table["subset"].isin([CANDIDATE, SHARED])]
+               .groupby(["label", "subset"])["multimem_raw"].agg(["mean", "count"]).reset_index())
+        out["per_label"] = per.to_dict("records")
+        shared_labels = per[(per["subset"] == SHARED) & (per["count"] >= min_per_label)]
+        spread = float(shared_labels["mean"].std()) if len(shared_labels) > 1 else 0.0
+        out["label_spread_shared"] = spread
+        if spread > OFFSET_WARN * max(gap, 0.0) and len(shared_labels) > 1:
+            warnings.append(
+                f"Labels differ more than samples do: the mean score of S_S per label spreads by {spread:.4f} (sd) "
+                f"against an S_C − S_S gap of {gap:+.4f}, so the most memorized pairs are mostly the samples of "
+                "some labels. Rank by the label-calibrated score (multimem_calibrated_label).")
+    out["warnings"] = warnings
+    return out
+
+
+def summarise(table: pd.DataFrame) -> dict[str, Any]:
+    """What a run's manifest keeps of its scores: subset means (normalised, raw with intervals), the calibrated
+    means, injected-sample detection by every score column, and the diagnostics."""
+    out: dict[str, Any] = {
+        "mean_multimem": subset_means(table, "multimem"),
+        "mean_multimem_raw": subset_means(table, "multimem_raw"),
+        "intervals_raw": {s: i.to_dict() for s, i in subset_intervals(table).items()},
+        "diagnostics": diagnostics(table),
+    }
+    if "multimem_calibrated" in table:
+        out["mean_multimem_calibrated"] = subset_means(table, "multimem_calibrated")
+    found = detection(table)
+    if found:
+        out["injected_auc"] = found["auc"]
+        out["injected_precision_at_5pct"] = found["precision_at_top"]
+        out["injected_share"] = found["base_rate"]
+        by = {c: detection(table, c) for c in ("multimem_raw", "multimem_calibrated", "multimem_calibrated_label")
+              if c in table}
+        by["cos_f_low"] = detection(table.assign(cos_f_low=-table["cos_f"]), "cos_f_low")  # baseline: f's misfit
+        out["injected_detection"] = by
+    return out
