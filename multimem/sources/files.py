@@ -4,10 +4,11 @@ from __future__ import annotations
 import json
 import os
 import tarfile
+import zlib
 from pathlib import Path
 from typing import Any
 
-from multimem.images import TAR_SEP
+from multimem.images import SHARD_SUFFIXES, TAR_SEP, DamagedShard, is_shard_path, shard_index, shard_stem
 from multimem.sources.base import DataError, DataSource, Pair, clean_caption
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")  # preference order when one key has several
@@ -121,21 +122,24 @@ class CsvSource(DataSource):
 
 
 def _expand_shards(paths: str | os.PathLike | list) -> list[Path]:
-    """Shard paths from a path, a list, a directory of *.tar, or brace patterns like shards-{000..003}.tar."""
-    from braceexpand import braceexpand
+    """Shard paths from a path, a list, a folder of .tar/.tar.gz/.tgz, or brace patterns like shard-{000..009}.tar."""
+    from braceexpand import braceexpand  # what webdataset expands its URLs with
 
     items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     shards: list[Path] = []
     for item in items:
         if Path(item).is_dir():
-            found = sorted(Path(item).glob("*.tar"))
+            found = sorted(p for suffix in SHARD_SUFFIXES for p in Path(item).glob(f"*{suffix}") if p.is_file())
             if not found:
-                raise DataError(f"{_abs(item)}: no .tar shards in this folder")
+                raise DataError(f"{_abs(item)}: no .tar, .tar.gz or .tgz shards in this folder")
             shards += [_abs(p) for p in found]
             continue
         for name in braceexpand(str(item)):
             if not Path(name).is_file():
                 raise DataError(f"{_abs(name)}: shard not found")
+            if not is_shard_path(name):
+                raise DataError(f"{_abs(name)}: a webdataset shard must be a .tar, .tar.gz or .tgz file; "
+                                "rename it or give the folder of shards")
             shards.append(_abs(name))
     if not shards:
         raise DataError("webdataset: no shards given")
@@ -152,7 +156,8 @@ def _split_key(member: str) -> tuple[str, str] | None:
 
 
 class WebDatasetSource(DataSource):
-    """webdataset tar shards: key.jpg/png/webp + key.txt (one caption per line), optional key.cls / key.json label."""
+    """webdataset tar shards (.tar, .tar.gz, .tgz): key.jpg/png/webp + key.txt (one caption per line), optional
+    key.cls / key.json label."""
 
     kind = "wds"
 
@@ -164,12 +169,25 @@ class WebDatasetSource(DataSource):
         return {"kind": self.kind, "paths": [str(p) for p in self.paths]}
 
     def _read_shard(self, shard: Path) -> dict[str, dict[str, Any]]:
-        """key -> {"image": member name, "captions": [...], "label": ...} for one shard, in member order."""
+        """key -> {"image": member name, "captions": [...], "label": ...} for one shard, in member order.
+
+        The members are listed by webdataset's own tar iterator (plain or compressed tars); then the shard's
+        member index, which decoding reads images through, is built and checked, so that a truncated or
+        corrupt shard stops here with its name instead of being read in part.
+        """
+        from webdataset.tariterators import tar_file_iterator
+
         samples: dict[str, dict[str, Any]] = {}
         try:
-            with tarfile.open(shard) as tf:
-                for m in tf.getmembers():
-                    split = _split_key(m.name) if m.isfile() else None
+            stream = open(shard, "rb")  # a local file: images are read back from it by offset later
+        except OSError as exc:
+            raise DataError(f"{shard}: cannot open the shard ({exc.strerror}); check that it is readable") from None
+        try:
+            with stream:
+                # skip_meta=None: members named __x__.* stay samples, as before
+                for item in tar_file_iterator(stream, skip_meta=None):
+                    name = item["fname"]
+                    split = _split_key(name)
                     if split is None:
                         continue
                     key, ext = split
@@ -177,17 +195,24 @@ class WebDatasetSource(DataSource):
                     if ext in IMAGE_EXTS:
                         rank = IMAGE_EXTS.index(ext)
                         if s["image"] is None or rank < s["rank"]:
-                            s["image"], s["rank"] = m.name, rank
+                            s["image"], s["rank"] = name, rank
                     elif ext in ("txt", "cls", "json"):
-                        text = tf.extractfile(m).read().decode("utf-8", errors="replace")
+                        text = item["data"].decode("utf-8", errors="replace")
                         if ext == "txt":
                             s["captions"] = [c for c in map(clean_caption, text.splitlines()) if c]
                         elif ext == "cls":
                             s["label"] = clean_caption(text)
                         elif s["label"] is None:
                             s["label"] = _json_label(text)
-        except (tarfile.TarError, OSError) as exc:
-            raise DataError(f"{shard}: cannot read as a tar file ({exc})") from None
+            shard_index(str(shard))
+        except (tarfile.TarError, DamagedShard, EOFError, zlib.error, OSError) as exc:
+            reason = str(exc).split(" @ <", 1)[0]  # webdataset appends the stream's repr
+            read = sum(s["image"] is not None for s in samples.values())
+            damaged = samples or isinstance(exc, DamagedShard) or _is_tar(shard)
+            what = "the shard is truncated or corrupt" if damaged else "cannot read as a tar file"
+            counted = f"{read} sample was" if read == 1 else f"{read} samples were"
+            raise DataError(f"{shard}: {what}: {reason}. {counted} read from it before the damage; re-create the "
+                            "shard, or remove it from the data") from None
         if not any(s["image"] for s in samples.values()):
             raise DataError(f"{shard}: no images found: expected key.jpg/key.png next to key.txt")
         return samples
@@ -211,13 +236,20 @@ class WebDatasetSource(DataSource):
                     self.skip(where, "no caption")
                     continue
                 pairs.append(Pair(
-                    id=f"{shard.stem}/{key}" if collide else key,  # keys repeat across shards: name the shard
+                    id=f"{shard_stem(shard)}/{key}" if collide else key,  # keys repeat across shards: name the shard
                     image_ref=f"{shard}{TAR_SEP}{s['image']}",
                     captions=tuple(s["captions"]),
                     label=s["label"],
                     meta={"shard": shard.name, "member": s["image"]},
                 ))
         return pairs
+
+
+def _is_tar(path: Path) -> bool:
+    try:
+        return tarfile.is_tarfile(path)
+    except (OSError, EOFError, zlib.error):
+        return False
 
 
 def _json_label(text: str) -> str | None:
