@@ -44,8 +44,9 @@ def model_dir(run: Run, out: Path) -> Path:
 
 def _image_file(ref: str, out: Path, key: str) -> str:
     """A plain file path for an image reference; members of tar shards are written out once."""
-    if images.TAR_SEP in ref and ref.split(images.TAR_SEP, 1)[0].endswith(".tar"):
-        target = out / "images" / f"{key}{Path(ref.split(images.TAR_SEP, 1)[1]).suffix or '.png'}"
+    shard_member = images.split_shard_ref(ref)
+    if shard_member is not None:
+        target = out / "images" / f"{key}{Path(shard_member[1]).suffix or '.png'}"
         if not target.exists():
             with atomic_path(target) as tmp:
                 tmp.write_bytes(images.read_bytes(ref))

@@ -85,3 +85,26 @@ def test_separate_commands_record_what_was_done(tmp_path, dataset, capsys):
     assert cli.main(["index", "t", "--runs-root", str(root)]) == 0
     assert run.status() == "complete" and "next: the dashboard" in capsys.readouterr().out
     assert run.manifest()["dataset"]["n_injected"] == 0
+
+
+@pytest.mark.parametrize("sep", ["\\t", "\t", "tab"])
+def test_tab_separator_is_taken_literally_without_warnings(tmp_path, dataset, sep):
+    import warnings
+
+    from multimem.sources import CsvSource
+
+    tsv = dataset.with_suffix(".txt")
+    pd.read_csv(dataset).to_csv(tsv, sep="\t", index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pandas' "falling back to the python engine" would fail here
+        pairs = CsvSource(tsv, sep=sep).pairs()
+    assert len(pairs) == N + 2  # the corrupt and the empty image file are skipped only when decoded
+    assert pairs[0].captions == ("picture number 0 of shape 0", "another caption for 0")
+
+
+def test_multi_character_separator_is_literal(tmp_path):
+    from multimem.sources import CsvSource
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    (tmp_path / "d.csv").write_text("filepath||title\na.png||a.b|c\n")
+    assert CsvSource(tmp_path / "d.csv", sep="||").pairs()[0].captions == ("a.b|c",)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import tarfile
 import zlib
@@ -24,6 +25,17 @@ def _relative(path: Path, folder: Path) -> str:
         return path.relative_to(folder).as_posix()
     except ValueError:  # image outside the folder: its absolute path is the clearest name
         return path.as_posix()
+
+
+def literal_separator(sep: str | None) -> str | None:
+    """The separator as the user meant it: a shell passes `--sep '\\t'` as backslash + t, which means a tab."""
+    if sep is None:
+        return None
+    if sep == "":
+        raise DataError("--sep is empty; give the column separator, e.g. ',' or '\\t' for a tab")
+    if sep.lower() == "tab":
+        return "\t"
+    return {"\\t": "\t", "\\|": "|"}.get(sep, sep)
 
 
 class CsvSource(DataSource):
@@ -61,11 +73,13 @@ class CsvSource(DataSource):
 
         if not self.path.is_file():
             raise DataError(f"{self.path}: file not found")
-        sep = self.sep or ("\t" if self.path.suffix.lower() in (".tsv", ".tab") else ",")
+        sep = literal_separator(self.sep) or ("\t" if self.path.suffix.lower() in (".tsv", ".tab") else ",")
+        # one character: pandas' C parser; longer: matched literally (pandas would read it as a regular expression)
+        options = {"sep": sep} if len(sep) == 1 else {"sep": re.escape(sep), "engine": "python"}
         try:
             # strings only ("NA" is a caption, not a missing value); utf-8-sig drops an Excel BOM;
             # blank lines are kept so row numbers match the file's line numbers
-            df = pd.read_csv(self.path, sep=sep, dtype=str, keep_default_na=False,
+            df = pd.read_csv(self.path, **options, dtype=str, keep_default_na=False,
                              encoding="utf-8-sig", skip_blank_lines=False)
         except UnicodeDecodeError as exc:
             raise DataError(f"{self.path}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
