@@ -41,8 +41,15 @@ def _run_table(root: str) -> pd.DataFrame:
 
 
 def run_table() -> pd.DataFrame:
-    """Every run folder with its status and headline figures (re-read every few seconds: jobs change it)."""
+    """Every run folder with its status and headline figures (re-read every few seconds: jobs change it).
+
+    Folders that are not usable runs are left out; skipped_runs() says which and why."""
     return _run_table(str(runs_root()))
+
+
+def skipped_runs() -> list[str]:
+    """One line per folder of the runs root left out of run_table() ("NAME: why")."""
+    return list(run_table().attrs.get("skipped", []))
 
 
 def scored_runs() -> list[str]:
@@ -51,6 +58,34 @@ def scored_runs() -> list[str]:
     if table.empty:
         return []
     return [n for n in table["name"] if run(n).path("scores.parquet").is_file()]
+
+
+def status(name: str) -> str:
+    """complete / failed / running / incomplete as `multimem runs` says it: a run whose manifest says running
+    while no job holds its lock was stopped, and is incomplete."""
+    table = run_table()
+    if not table.empty and name in set(table["name"]):
+        return str(table.loc[table["name"] == name, "status"].iloc[0])
+    return run(name).status(manifest(name))
+
+
+def unscored_runs() -> dict[str, tuple[str, str | None]]:
+    """Runs that exist but have no scores table yet: name -> (status, the manifest's error or None)."""
+    table = run_table()
+    if table.empty:
+        return {}
+    scored = set(scored_runs())
+    out = {}
+    for name, state in zip(table["name"], table["status"]):
+        if name not in scored:
+            error = manifest(name).get("error") if state == "failed" else None
+            out[name] = (state, None if error is None else str(error))
+    return out
+
+
+def has_injected(name: str) -> bool:
+    """Whether the run has injected mis-captions (its manifest counts some or its scores table flags some)."""
+    return explore.has_injected(manifest(name), scores(name))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

@@ -104,7 +104,8 @@ def _base_url() -> str:
 
 
 def show_problems(problems: Sequence[str]) -> None:
-    """Friendly notes for what a link asked for but could not be shown (no tracebacks)."""
+    """Friendly notes for what a link asked for but could not be shown (no tracebacks). The notes are Markdown:
+    whoever builds one puts the link's values in through explore.plain, so they show as typed, never as links."""
     for p in dict.fromkeys(problems):
         st.warning(p[0].upper() + p[1:] + ".", icon=":material/link_off:")
 

@@ -46,6 +46,30 @@ PER_PAGE = (12, 24, 48, 96)
 COMPARE_MODES = {"shared": "one shared normalisation range", "raw": "raw differences (CMC_f − CMC_g)"}
 
 
+# ---------------------------------------------------------------- text from links and datasets
+
+ECHO_LIMIT = 80  # characters of a link's value repeated in a message
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#!|~$:^&@])")  # inline Markdown (and Streamlit's :directives:, $math$)
+_CONTROL = re.compile(r"[\x00-\x20\x7f]+")
+
+
+def plain(value: Any, limit: int | None = ECHO_LIMIT) -> str:
+    """`value` (from a link, a dataset or a manifest) as Markdown that Streamlit shows literally, on one line.
+
+    The one rule for echoing a user's text into st.markdown, st.caption, st.title, st.warning and the like: line
+    breaks and control characters become spaces, text longer than `limit` characters is cut with an ellipsis, and
+    every character Markdown reads as syntax is backslash-escaped, so a link, an image, emphasis, HTML, math, a
+    bare URL or a colour directive shows as the characters it is made of."""
+    text = _CONTROL.sub(" ", str(value)).strip()
+    if limit is not None and len(text) > limit:
+        text = text[:limit].rstrip() + "…"
+    text = _MD_SPECIAL.sub(r"\\\1", text)
+    text = re.sub(r"(?i)\b(www)\.", r"\1\\.", text)  # a bare www.host would become a link
+    if text.startswith(("-", "+", "=")):
+        return "\\" + text
+    return re.sub(r"^(\d+)([.)])", r"\1\\\2", text)
+
+
 # ---------------------------------------------------------------- query parameters
 
 Params = Mapping[str, "str | Sequence[str]"]
@@ -71,10 +95,10 @@ def _float(params: Params, key: str, default: float, problems: list[str], lo: fl
     try:
         value = float(raw)
     except ValueError:
-        problems.append(f"'{key}={raw}' is not a number; using {default:g}")
+        problems.append(f"'{key}={plain(raw)}' is not a number; using {default:g}")
         return default
     if not math.isfinite(value):
-        problems.append(f"'{key}={raw}' is not a finite number; using {default:g}")
+        problems.append(f"'{key}={plain(raw)}' is not a finite number; using {default:g}")
         return default
     return min(hi, max(lo, value))
 
@@ -86,7 +110,7 @@ def _int(params: Params, key: str, default: int, problems: list[str], lo: int = 
     try:
         value = int(raw)
     except ValueError:
-        problems.append(f"'{key}={raw}' is not a whole number; using {default}")
+        problems.append(f"'{key}={plain(raw)}' is not a whole number; using {default}")
         return default
     return max(lo, value)
 
@@ -96,24 +120,46 @@ def _choice(params: Params, key: str, choices: Sequence[str], default: str, prob
     if raw is None or raw == "":
         return default
     if raw not in choices:
-        problems.append(f"'{key}={raw}' is not one of {', '.join(choices)}; using {default}")
+        problems.append(f"'{key}={plain(raw)}' is not one of {plain(', '.join(choices), None)}; using {default}")
         return default
     return raw
 
 
-def parse_run_name(value: str | None, known: Sequence[str], problems: list[str]) -> str | None:
-    """A run name from a link: valid as a name and present among `known` runs, else None with a message."""
+def parse_run_name(value: str | None, known: Sequence[str], problems: list[str],
+                   unscored: Mapping[str, tuple[str, str | None]] | None = None) -> str | None:
+    """A run name from a link: valid as a name and present among `known` runs, else None with a message.
+
+    `unscored`: runs that exist but cannot be shown, as name -> (status, error): the message says why and what to
+    do instead of saying that the run does not exist."""
     if value is None or value == "":
         return None
     try:
         check_name(value)
     except RunError:
-        problems.append(f"the link names a run '{value[:60]}', which is not a valid run name")
+        problems.append(f"the link names a run '{plain(value)}', which is not a valid run name")
         return None
     if value not in known:
-        problems.append(f"the link names run '{value}', which does not exist here")
+        if unscored and value in unscored:
+            problems.append(unscored_note(value, *unscored[value]))
+        else:
+            problems.append(f"the link names run '{plain(value)}', which does not exist here")
         return None
     return value
+
+
+def unscored_note(name: str, status: str, error: str | None = None) -> str:
+    """Why a run that exists has nothing to show yet, and what to do about it."""
+    run = f"run '{plain(name)}'"
+    if status == "failed":
+        why = f": {plain(error, 300)}" if error else ""
+        return (f"{run} failed before it was scored{why}; fix the cause and run the same command again to resume "
+                "it, or open the Runs page for its log")
+    if status == "running":
+        return f"{run} is still running and has no scores yet; open the Runs page to follow its progress"
+    if status == "incomplete":
+        return (f"{run} stopped before it was scored (incomplete); run the same command again to resume it, or "
+                "open the Runs page")
+    return f"{run} has no scores yet (status {plain(status)}); open the Runs page"
 
 
 def parse_page(value: str | None) -> str | None:
@@ -202,7 +248,7 @@ def parse_browse(params: Params, labels: Sequence[str] = ()) -> tuple[BrowseView
     subsets = tuple(s for s in _all(params, "subset") if s in SCORED_SUBSETS)
     bad = [s for s in _all(params, "subset") if s not in SCORED_SUBSETS]
     if bad:
-        problems.append(f"unknown subset {', '.join(bad)}; subsets are {', '.join(SCORED_SUBSETS)}")
+        problems.append(f"unknown subset {plain(', '.join(bad))}; subsets are {', '.join(SCORED_SUBSETS)}")
     lo = _float(params, "lo", d.lo, problems, -1.0, 1.0)
     hi = _float(params, "hi", d.hi, problems, -1.0, 1.0)
     if lo > hi:
@@ -211,14 +257,14 @@ def parse_browse(params: Params, labels: Sequence[str] = ()) -> tuple[BrowseView
     wanted = _all(params, "label")
     known = [lab for lab in wanted if lab in set(labels)]
     if len(known) < len(wanted):
-        problems.append(f"unknown label {', '.join(lab for lab in wanted if lab not in set(labels))[:120]}; ignored")
+        problems.append(f"unknown label {plain(', '.join(lab for lab in wanted if lab not in set(labels)))}; ignored")
     text = (_one(params, "q") or "")[:200]
     region = None
     if _one(params, "sel"):
         try:
             region = Region.from_param(_one(params, "sel"))
         except ValueError as exc:
-            problems.append(f"scatter selection ignored ({exc})")
+            problems.append(f"scatter selection ignored ({plain(exc, 2 * ECHO_LIMIT)})")
     view = BrowseView(
         subsets=subsets or d.subsets,
         lo=lo,
@@ -267,7 +313,7 @@ def parse_sample_id(value: str | None, ids: pd.Index, problems: list[str]) -> st
     if value is None or value == "":
         return None
     if value not in ids:
-        problems.append(f"the link names sample '{value[:80]}', which is not in this run")
+        problems.append(f"the link names sample '{plain(value)}', which is not in this run")
         return None
     return value
 
@@ -347,6 +393,21 @@ def scatter_sample(rows: pd.DataFrame, limit: int = 3000, seed: int = 0) -> pd.D
 
 
 # ---------------------------------------------------------------- injected mis-captions
+
+def has_injected(manifest: Mapping[str, Any], table: pd.DataFrame | None = None) -> bool:
+    """Whether a run has injected mis-captions: the manifest counts some (dataset.n_injected > 0) or the scores
+    table flags some. Pages mention injection (filters, badges, ROC figures) only then."""
+    dataset = manifest.get("dataset") if isinstance(manifest, Mapping) else None
+    count = dataset.get("n_injected") if isinstance(dataset, Mapping) else None
+    try:
+        if count is not None and float(count) > 0:
+            return True
+    except (TypeError, ValueError):
+        pass
+    if table is None or "injected" not in table.columns:
+        return False
+    return bool(table["injected"].fillna(False).astype(bool).any())
+
 
 def roc_curve(labels: Sequence[bool], scores: Sequence[float]) -> tuple[np.ndarray, np.ndarray, float]:
     """False and true positive rates at every distinct threshold (ties grouped), and the area under the curve."""
@@ -546,7 +607,8 @@ def index_note(index: Mapping[str, Any] | None) -> str:
 
 
 def explain(row: Mapping[str, Any], image_neighbour_captions: Sequence[Sequence[str]]) -> str:
-    """A few sentences a reviewer can read: why f agrees with this pair more (or less) than g does."""
+    """A few sentences a reviewer can read: why f agrees with this pair more (or less) than g does (Markdown: the
+    captions in it go through `plain`)."""
     trained_f = row.get("subset") in (CANDIDATE, SHARED)
     trained_g = row.get("subset") in (INDEPENDENT, SHARED)
     parts = [
@@ -559,7 +621,7 @@ def explain(row: Mapping[str, Any], image_neighbour_captions: Sequence[Sequence[
     memorized = float(row.get("multimem_raw", 0.0)) > 0
     if k:
         parts.append(f"{round(agree * k)} of its {k} nearest training images (by f's image embedding) carry a caption "
-                     f"like '{row['caption']}'.")
+                     f"like '{plain(row['caption'], None)}'.")
     if memorized and k and agree < 0.5:
         parts.append("f still ties this image to this caption better than g does, although similar-looking training "
                      "images say otherwise: the pattern of memorization (f learned this pair itself, not a rule the "
@@ -571,5 +633,5 @@ def explain(row: Mapping[str, Any], image_neighbour_captions: Sequence[Sequence[
         parts.append("f does not align this pair better than g: no sign that f memorized it.")
     if row.get("injected"):
         parts.append(f"This caption was swapped in on purpose (injected mis-caption); the image shows "
-                     f"'{row.get('original_caption')}'.")
+                     f"'{plain(row.get('original_caption'), None)}'.")
     return " ".join(parts)

@@ -127,13 +127,20 @@ class Run:
             fcntl.flock(fh, fcntl.LOCK_UN)
         return False
 
-    def status(self) -> str:
-        """complete / failed / running (a live job holds the lock) / incomplete (stopped; run again to resume)."""
-        m = self.manifest()
+    def status(self, manifest: dict[str, Any] | None = None) -> str:
+        """complete / failed / running (a live job holds the lock) / incomplete (stopped; run again to resume).
+
+        `manifest`: the run's manifest when the caller has read it already (it is not read again)."""
+        m = self.manifest() if manifest is None else manifest
         status = m.get("status", INCOMPLETE)
-        if status == RUNNING and not self.is_locked():
-            return INCOMPLETE
-        return status
+        if status == RUNNING:
+            try:
+                locked = self.is_locked()
+            except OSError:  # a lock file we may not open: say what the manifest says
+                locked = True
+            if not locked:
+                return INCOMPLETE
+        return status if isinstance(status, str) else INCOMPLETE
 
     # tables
     def samples(self) -> pd.DataFrame:
@@ -148,35 +155,62 @@ class Run:
 
 
 def list_runs(root: Path | str = DEFAULT_ROOT) -> pd.DataFrame:
-    """One row per run folder with a manifest: status and headline figures."""
+    """One row per run folder with a manifest: status and headline figures.
+
+    A folder that cannot be used as a run (a link pointing outside `root`, a manifest that cannot be read or is
+    not a JSON object, a folder name that is not a run name) is left out of the table and never stops the
+    listing: the table's `attrs["skipped"]` holds one line per such folder, "NAME: why"."""
+    def get(m: dict[str, Any], *keys: str) -> Any:
+        """A nested manifest value, None where a level is missing or not an object."""
+        for key in keys:
+            m = m.get(key) if isinstance(m, dict) else None
+        return m
+
     root = Path(root)
-    rows = []
-    for d in sorted(root.iterdir()) if root.is_dir() else []:
-        if not (d / "manifest.json").is_file() or not NAME_RE.fullmatch(d.name):
-            continue
-        run = Run(root, d.name)
+    rows, skipped = [], []
+    try:
+        folders = sorted(root.iterdir()) if root.is_dir() else []
+    except OSError as exc:
+        folders, skipped = [], [f"{root}: the runs folder cannot be read ({exc.strerror or exc})"]
+    for d in folders:
         try:
-            m = run.manifest()
-            status = run.status()
-        except RunError as exc:
-            rows.append({"name": d.name, "status": f"unreadable: {exc}"})
+            if not (d / "manifest.json").is_file():
+                continue
+        except OSError as exc:  # e.g. a folder we may not enter
+            skipped.append(f"{d.name}: cannot be read ({exc.strerror or exc})")
             continue
-        means = (m.get("summary") or {}).get("mean_multimem", {})
-        util = m.get("utility") or {}
+        if not NAME_RE.fullmatch(d.name) or ".." in d.name:
+            skipped.append(f"{d.name}: not a valid run name (letters, digits, '.', '_' or '-' only)")
+            continue
+        try:
+            run = Run(root, d.name)
+            m = run.manifest()
+            if not isinstance(m, dict):
+                raise RunError("manifest.json is not a JSON object")
+            status = run.status(m)
+        except RunError as exc:
+            skipped.append(f"{d.name}: {exc}")
+            continue
+        except (OSError, ValueError) as exc:  # unreadable, or not UTF-8
+            skipped.append(f"{d.name}: manifest.json cannot be read ({getattr(exc, 'strerror', None) or exc})")
+            continue
+
         rows.append(
             {
                 "name": d.name,
                 "status": status,
-                "created": m.get("created"),
-                "dataset": (m.get("dataset") or {}).get("source", {}).get("kind"),
-                "model": (m.get("model") or {}).get("name"),
-                "parent": (m.get("lineage") or {}).get("parent"),
-                "mean_candidate": means.get("candidate"),
-                "mean_independent": means.get("independent"),
-                "mean_shared": means.get("shared"),
-                "injected_auc": (m.get("summary") or {}).get("injected_auc"),
-                "f_i2t_R@5": (util.get("f") or {}).get("image_to_text_R@5"),
-                "g_i2t_R@5": (util.get("g") or {}).get("image_to_text_R@5"),
+                "created": get(m, "created"),
+                "dataset": get(m, "dataset", "source", "kind"),
+                "model": get(m, "model", "name"),
+                "parent": get(m, "lineage", "parent"),
+                "mean_candidate": get(m, "summary", "mean_multimem", "candidate"),
+                "mean_independent": get(m, "summary", "mean_multimem", "independent"),
+                "mean_shared": get(m, "summary", "mean_multimem", "shared"),
+                "injected_auc": get(m, "summary", "injected_auc"),
+                "f_i2t_R@5": get(m, "utility", "f", "image_to_text_R@5"),
+                "g_i2t_R@5": get(m, "utility", "g", "image_to_text_R@5"),
             }
         )
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    table.attrs["skipped"] = skipped
+    return table

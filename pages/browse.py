@@ -1,4 +1,6 @@
 """Browse: the most (or least) memorized pairs as an image grid, with filters, sorting, paging and a scatter."""
+import html
+
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -8,6 +10,7 @@ from multimem.explore import BrowseView, Region
 name = app_ui.page_run()
 
 table = app_cache.scores(name)
+injected = app_cache.has_injected(name)  # the injection filter and rings only for a run that has injected samples
 labels = sorted(table["label"].dropna().astype(str).unique()) if "label" in table else []
 view, problems = explore.parse_browse(app_ui.page_query("browse"), labels)
 app_ui.show_problems(problems)
@@ -34,21 +37,23 @@ title, share_col = st.columns([5, 1])
 title.title("Browse pairs")
 
 # ---- filters
-f1, f2, f3, f4, f5 = st.columns([2, 2, 2, 2, 1.4])
+f1, f2, f3, f4, *f5 = st.columns([2, 2, 2, 2, 1.4] if injected else [2, 2, 2, 2])
 f1.multiselect("Subsets", list(explore.SCORED_SUBSETS), key="b_subsets", format_func=explore.SUBSET_SHORT.get,
                help="S_C: candidates (f trained on them, g did not), the memorization figure. S_I: independent "
                     "(g only) and S_S: shared (both), its controls.")
 f2.slider("Normalised score", -1.0, 1.0, key="b_range", step=0.01)
 f3.multiselect("Label / category", labels, key="b_labels", placeholder="any")
 f4.text_input("Caption contains", key="b_q", placeholder="e.g. cat", max_chars=200)
-f5.selectbox("Injected mis-captions", explore.INJECTED, key="b_injected",
-             format_func={"any": "any", "yes": "only injected", "no": "without injected"}.get)
+if injected:
+    f5[0].selectbox("Injected mis-captions", explore.INJECTED, key="b_injected",
+                    format_func={"any": "any", "yes": "only injected", "no": "without injected"}.get)
 
 lo, hi = st.session_state["b_range"]
 filters = BrowseView(
     subsets=tuple(st.session_state["b_subsets"]) or BrowseView().subsets,
     lo=float(lo), hi=float(hi), labels=tuple(st.session_state["b_labels"]), text=st.session_state["b_q"].strip(),
-    injected=st.session_state["b_injected"], sort=st.session_state["b_sort"], order=st.session_state["b_order"],
+    injected=st.session_state["b_injected"] if injected else "any", sort=st.session_state["b_sort"],
+    order=st.session_state["b_order"],
     per_page=st.session_state["b_n"], x=st.session_state["b_x"], y=st.session_state["b_y"],
 )
 text = app_cache.scores_search_text(name) if filters.text else None
@@ -117,10 +122,12 @@ with left:
     unselected = table[explore.filter_mask(table, filters, text)]
     points = explore.scatter_sample(unselected)
     fig = go.Figure(go.Scattergl(
-        x=points[filters.x], y=points[filters.y], mode="markers", text=points["caption"],
+        x=points[filters.x], y=points[filters.y], mode="markers",
+        text=[html.escape(str(c), quote=False) for c in points["caption"]],  # plotly reads tags in hover text
         hovertemplate="%{text}<br>%{x:.4f}, %{y:.4f}<extra></extra>",
         marker=dict(size=6, color=points["multimem"], colorscale="RdYlBu_r", cmin=-1, cmax=1,
-                    line=dict(width=points["injected"].map({True: 1.5, False: 0}).tolist(), color="black"),
+                    line=dict(width=points["injected"].map({True: 1.5, False: 0}).tolist() if injected else 0,
+                              color="black"),
                     colorbar=dict(title="score", thickness=10)),
     ))
     if region is not None:  # the selection stays visible, also when it came from a link
@@ -135,7 +142,8 @@ with left:
     st.plotly_chart(fig, key=chart_key, on_select="rerun", selection_mode=("box", "lasso"), width="stretch")
     shown = (f"{len(points):,} of {len(unselected):,} points shown" if len(points) < len(unselected)
              else f"{len(points):,} points")
-    st.caption(f"{shown}; black rings: injected mis-captions. Draw a box or lasso to filter the grid.")
+    st.caption(f"{shown}{'; black rings: injected mis-captions' if injected else ''}. Draw a box or lasso to "
+               "filter the grid.")
     if region is not None:
         st.button("Clear selection", on_click=clear_selection, icon=":material/close:")
 

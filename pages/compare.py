@@ -1,4 +1,6 @@
 """Compare: two runs (e.g. a baseline and a mitigated run) on one scale, never on per-run ranges."""
+import html
+
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -18,14 +20,16 @@ if not others:
 
 query = app_ui.page_query("compare")
 problems: list[str] = []
-wanted_b = explore.parse_run_name((query.get("vs") or [None])[-1], others, problems)
+asked_b = (query.get("vs") or [None])[-1]
+wanted_b = explore.parse_run_name(asked_b, others, problems,
+                                  app_cache.unscored_runs() if asked_b and asked_b not in others else None)
 mode = (query.get("norm") or ["shared"])[-1]
 if mode not in explore.COMPARE_MODES:
-    problems.append(f"'norm={mode}' is not one of {', '.join(explore.COMPARE_MODES)}; using shared")
+    problems.append(f"'norm={explore.plain(mode)}' is not one of {', '.join(explore.COMPARE_MODES)}; using shared")
     mode = "shared"
 subset = (query.get("subset") or [CANDIDATE])[-1]
 if subset not in explore.SCORED_SUBSETS:
-    problems.append(f"unknown subset '{subset}'; using {CANDIDATE}")
+    problems.append(f"unknown subset '{explore.plain(subset)}'; using {CANDIDATE}")
     subset = CANDIDATE
 app_ui.show_problems(problems)
 parent = (app_cache.manifest(name).get("lineage") or {}).get("parent")
@@ -99,15 +103,16 @@ else:
     left, right = st.columns([1, 1.3])
     lim = [float(min(joined["A"].min(), joined["B"].min())), float(max(joined["A"].max(), joined["B"].max()))]
     sc = go.Figure()
-    sc.add_scatter(x=joined["A"], y=joined["B"], mode="markers", text=joined["caption"],
+    sc.add_scatter(x=joined["A"], y=joined["B"], mode="markers",
+                   text=[html.escape(str(c), quote=False) for c in joined["caption"]],  # plotly reads tags
                    marker=dict(size=6, color=joined["injected"].map({True: "#d62728", False: "#1f77b4"})),
                    hovertemplate="%{text}<br>A %{x:.4f} · B %{y:.4f}<extra></extra>", name="candidates")
     sc.add_scatter(x=lim, y=lim, mode="lines", line=dict(dash="dot", color="#999"), name="no change")
     sc.update_layout(height=380, margin=dict(t=10, b=40), xaxis_title=f"A: {name}", yaxis_title=f"B: {b}",
                      showlegend=False)
     left.plotly_chart(sc, width="stretch")
-    left.caption(f"{len(joined):,} candidates scored in both runs; red: injected mis-captions. Below the line: "
-                 "less memorized in B.")
+    marked = "; red: injected mis-captions" if joined["injected"].any() else ""
+    left.caption(f"{len(joined):,} candidates scored in both runs{marked}. Below the line: less memorized in B.")
     moved = joined.head(30).assign(
         open_a=lambda d: [explore.link("sample", {"run": name, "id": i}) for i in d["id"]],
         open_b=lambda d: [explore.link("sample", {"run": b, "id": i}) for i in d["id"]],

@@ -14,6 +14,7 @@ name = app_ui.page_run(title="MultiMem Explorer")
 
 m = app_cache.manifest(name)
 table = app_cache.scores(name)
+injected = app_cache.has_injected(name)  # injection is mentioned only for a run that has injected samples
 app_ui.write_view("overview", {})
 
 head, share = st.columns([5, 1])
@@ -21,10 +22,12 @@ head.title(f"Run {name}")
 with share:
     app_ui.share("overview", {})
 ds, model, lineage = m.get("dataset") or {}, m.get("model") or {}, m.get("lineage") or {}
+P = explore.plain
 st.caption(
-    f"{(ds.get('source') or {}).get('kind', '?')} data, {ds.get('n_samples', '?')} samples · model "
-    f"{model.get('name', '?')} · status {m.get('status', '?')}"
-    + (f" · derived from {lineage['parent']} ({lineage.get('mitigation')})" if lineage.get("parent") else "")
+    f"{P((ds.get('source') or {}).get('kind', '?'), None)} data, {P(ds.get('n_samples', '?'))} samples · model "
+    f"{P(model.get('name', '?'), None)} · status {P(app_cache.status(name))}"
+    + (f" · derived from {P(lineage['parent'], None)} ({P(lineage.get('mitigation'), None)})"
+       if lineage.get("parent") else "")
 )
 
 skipped = ds.get("skipped") or {}
@@ -52,8 +55,8 @@ if utility.get("f") and utility.get("g"):
     keys = [k for k in utility["f"] if "R@" in k or k == "zero_shot_top1"]
     util = pd.DataFrame({tag: [utility[tag].get(k) for k in keys] for tag in ("f", "g")},
                         index=[k.replace("_", " ") for k in keys])
-    st.markdown(f"**Utility on S_E** ({utility['f'].get('n', '?')} held-out pairs; zero-shot prompt "
-                f"'{utility.get('prompt_template', '?')}')")
+    st.markdown(f"**Utility on S_E** ({P(utility['f'].get('n', '?'))} held-out pairs; zero-shot prompt "
+                f"'{P(utility.get('prompt_template', '?'), None)}')")
     c1, c2 = st.columns([2, 3])
     c1.dataframe(util.style.format("{:.3f}"), width="stretch")
     c2.caption("Recall@K: share of held-out images whose own caption ranks in the top K (and the reverse). "
@@ -101,7 +104,7 @@ with right:
 
 # ---- injected mis-captions
 cand = table[table["subset"] == CANDIDATE]
-if cand["injected"].any() and not cand["injected"].all():
+if injected and cand["injected"].any() and not cand["injected"].all():
     st.subheader("Does the score find the injected mis-captions?")
     fpr, tpr, auc = explore.roc_curve(cand["injected"], cand["multimem_raw"])
     pk = explore.precision_at_k(cand["injected"], cand["multimem_raw"],
@@ -140,7 +143,8 @@ with st.expander("Run settings"):
         + ", ".join(f"{explore.SUBSET_LABELS.get(k, k)} {v}" for k, v in split.items())
         + f"\n- **Metric**: A = {metric.get('augmentations', '?')} views, |H| = {metric.get('heldout_size', '?')}, "
         f"text views: {metric.get('text_augmentation', '?')}"
-        + f"\n- **Injected mis-captions**: {ds.get('n_injected', 0)} (fraction {ds.get('inject_fraction', 0)})"
+        + (f"\n- **Injected mis-captions**: {P(ds.get('n_injected', 0))} "
+           f"(fraction {P(ds.get('inject_fraction', 0))})" if injected else "")
         + f"\n- **Skipped samples**: {(ds.get('skipped') or {}).get('count', 0)}"
     )
     st.json(json.loads(json.dumps({k: m.get(k) for k in ("config", "timings", "versions", "lineage")})), expanded=False)

@@ -22,6 +22,8 @@ def flag(name: str) -> None:
 
 # ---- the list
 table = app_cache.run_table()
+for note in app_cache.skipped_runs():  # a folder that is not a usable run never hides the others
+    st.warning(f"Skipped {explore.plain(note, 300)}", icon=":material/folder_off:")
 if table.empty:
     app_ui.no_runs()
 else:
@@ -70,7 +72,7 @@ def job_panel() -> None:
                                  f"({explore.link('compare', {'run': name, 'vs': parent})})")
                 st.markdown(" · ".join(links))
             if state["status"] == "failed":
-                st.error(f"Failed: {state['error']}", icon=":material/error:")
+                st.error(f"Failed: {explore.plain(state['error'], None)}", icon=":material/error:")
             log = jobs.log_tail(root, name)
             if log:
                 with st.expander("Log", expanded=state["status"] == "failed"):

@@ -43,22 +43,25 @@ params = {"id": sid, "k": str(st.session_state["s_k"]) if st.session_state["s_k"
 app_ui.write_view("sample", params)
 with share_col:
     app_ui.share("sample", params)
-head.title(str(sample["caption"]))
+head.title(explore.plain(sample["caption"], None))  # a dataset's caption shows as typed, never as Markdown
 
 # ---- the pair
 img_col, info_col = st.columns([1, 2], gap="large")
 with img_col:
     try:
-        st.image(app_cache.large_image(str(sample["image_ref"])), caption=f"sample {sid}", width=320)
+        st.image(app_cache.large_image(str(sample["image_ref"])), caption=f"sample {explore.plain(sid, None)}",
+                 width=320)
     except Exception as exc:  # a moved or unreadable image file must not break the page
         st.warning(f"The image cannot be shown ({type(exc).__name__}).")
 with info_col:
-    st.markdown(f"**Subset:** {explore.SUBSET_LABELS.get(sample['subset'], sample['subset'])} · "
-                f"**Label:** {sample.get('label') if isinstance(sample.get('label'), str) else '–'}")
-    st.markdown("**Captions**\n" + "\n".join(f"{i + 1}. {c}" for i, c in enumerate(sample["captions"])))
+    label = sample.get("label")
+    st.markdown(f"**Subset:** {explore.plain(explore.SUBSET_LABELS.get(sample['subset'], sample['subset']), None)} · "
+                f"**Label:** {explore.plain(label, None) if isinstance(label, str) else '–'}")
+    st.markdown("**Captions**\n" + "\n".join(f"{i + 1}. {explore.plain(c, None)}"
+                                              for i, c in enumerate(sample["captions"])))
     if bool(sample.get("injected")):
         st.error(f"Injected mis-caption: this caption was swapped in on purpose. The image's own caption is "
-                 f"'{sample.get('original_caption')}'.", icon=":material/swap_horiz:")
+                 f"'{explore.plain(sample.get('original_caption'), None)}'.", icon=":material/swap_horiz:")
     if scored is None:
         st.info("This pair is not in the scored set (only S_C, S_I and a sample of S_S are scored); its neighbours "
                 "are still shown below.", icon=":material/info:")

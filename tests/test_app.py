@@ -134,13 +134,14 @@ def test_sample_deep_link_shows_the_pair_its_scores_and_neighbours(app, app_runs
     _, samples, scores = demo_tables
     row = scores[(scores.subset == "candidate") & scores.injected].iloc[0]
     at = app(page="sample", run="demo", id=row["id"])
-    assert at.title[0].value == row["caption"]
+    assert at.title[0].value == explore.plain(row["caption"], None)  # the caption as text, never as Markdown
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["MultiMem (normalised)"] == f"{row['multimem']:+.3f}"
     assert metrics["MultiMem (raw)"] == f"{row['multimem_raw']:+.5f}"
     terms = next(d.value for d in at.dataframe if "f − g" in d.value.columns)
     assert terms.iloc[0]["f"] == pytest.approx(row["cmc_f"]) and terms.iloc[0]["g"] == pytest.approx(row["cmc_g"])
-    assert row["original_caption"] in " ".join(e.value for e in at.error)  # the injected pair says what it shows
+    errors = " ".join(e.value for e in at.error)
+    assert explore.plain(row["original_caption"], None) in errors  # the injected pair says what it shows
     assert len(at.image) == 1
     index = NeighbourIndex.from_run_dir(app_runs / "demo")
     by_image = [samples["caption"].iloc[r] for r, _ in index.search(int(row["row"]), "image", 8)]
