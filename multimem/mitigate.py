@@ -390,8 +390,9 @@ def rank_pool(parent: Run, run: Run, cfg, data: PairData, tok, params: RemovalPa
 
 
 def removal_train_f(parent: Run, params: RemovalParams):
-    """Stage function: rank, remove the top n from f's training rows, fine-tune the parent's f on the rest."""
-    from multimem.pipeline import _progress
+    """Stage function: rank, remove the top n from f's training rows, fine-tune the parent's f on the rest (each
+    replica of f from the parent's replica with the same index)."""
+    from multimem.pipeline import _progress, checkpoint_name
     from multimem.train import train
 
     def stage(run: Run, cfg, data: PairData, tok) -> None:
@@ -411,26 +412,38 @@ def removal_train_f(parent: Run, params: RemovalParams):
         rows = np.setdiff1d(data.rows(*TRAIN_F), removed["row"].to_numpy())
         np.save(run.path("mitigation", "train_rows_f.npy"), rows)  # what the fine-tuning trained on
         ft = dataclasses.replace(cfg.train, epochs=params.finetune_epochs, lr=cfg.train.lr * params.finetune_lr_scale)
-        init = models.load_checkpoint(parent.path("checkpoints", "f.pt"))["state_dict"]
-        t1 = time.time()
-        model, history = train(data, rows, cfg.model, tok, ft, run.path("checkpoints", "work_f"), desc="fine-tune f",
-                               on_step=_progress(run, "train_f"), init_state=init)
-        t_ft = time.time() - t1
-        models.save_checkpoint(run.path("checkpoints", "f.pt"), model, cfg.model, tok, epoch=cfg.train.epochs + ft.epochs,
-                               train_config=ft.to_dict(), fine_tuned_from=parent.name)
         old = parent.history()
-        steps = int(old.loc[old["model"] == "f", "step"].max()) if (old["model"] == "f").any() else 0
-        ft_hist = pd.DataFrame(history).assign(model="f", epoch=lambda d: d["epoch"] + cfg.train.epochs,
-                                               step=lambda d: d["step"] + steps)
-        atomic_parquet(pd.concat([old[old["model"] == "f"], ft_hist], ignore_index=True), run.path("history.parquet"))
-        for p in run.path("checkpoints", "work_f").glob("*.pt"):
-            p.unlink()
+        old_replica = old["replica"] if "replica" in old else pd.Series(0, index=old.index)
+        t_ft = 0.0
+        for k in range(cfg.replicas):
+            name = checkpoint_name("f", k)
+            if run.path("checkpoints", name).exists():
+                continue  # fine-tuned before the stage was interrupted
+            init = models.load_checkpoint(parent.path("checkpoints", name))["state_dict"]
+            settings = dataclasses.replace(ft, seed=ft.seed + k)
+            work = run.path("checkpoints", "work_f" if k == 0 else f"work_f.r{k}")
+            t1 = time.time()
+            model, history = train(data, rows, cfg.model, tok, settings, work, desc="fine-tune f",
+                                   on_step=_progress(run, "train_f"), init_state=init)
+            t_ft += time.time() - t1
+            models.save_checkpoint(run.path("checkpoints", name), model, cfg.model, tok,
+                                   epoch=cfg.train.epochs + ft.epochs, train_config=settings.to_dict(),
+                                   fine_tuned_from=parent.name)
+            parent_f = old[(old["model"] == "f") & (old_replica == k)].assign(replica=k)
+            steps = int(parent_f["step"].max()) if len(parent_f) else 0
+            ft_hist = pd.DataFrame(history).assign(model="f", replica=k, epoch=lambda d: d["epoch"] + cfg.train.epochs,
+                                                   step=lambda d: d["step"] + steps)
+            hist = run.history()
+            mine = (hist["model"] == "f") & ((hist["replica"] if "replica" in hist else 0) == k)
+            atomic_parquet(pd.concat([hist[~mine], parent_f, ft_hist], ignore_index=True), run.path("history.parquet"))
+            for p in work.glob("*.pt"):
+                p.unlink()
         cost = dict((run.manifest().get("mitigation") or {}).get("cost_seconds") or {})
         run.update(mitigation={
             "removed": int(len(removed)), "pool": params.pool, "pool_size": int(len(ranking)),
             "removed_injected": int(removed["injected"].sum()), "pool_injected": int(ranking["injected"].sum()),
             "finetune_rows": int(len(rows)), "finetune_config": ft.to_dict(),
-            "cost_seconds": {**cost, "finetune_f": round(t_ft, 2)},
+            "cost_seconds": {**cost, "finetune_f": round(t_ft + cost.get("finetune_f", 0.0), 2)},
         })
         run.mark_stage("train_f", time.time() - t0)
 
@@ -438,10 +451,12 @@ def removal_train_f(parent: Run, params: RemovalParams):
 
 
 def copy_parent_g(parent: Run):
-    """Stage function: g is the parent's (removal changes f only); checkpoint and loss history copied."""
+    """Stage function: g is the parent's (removal changes f only), every replica; loss history copied."""
+    from multimem.pipeline import checkpoint_name
 
     def stage(run: Run, cfg, data, tok) -> None:
-        shutil.copy2(parent.path("checkpoints", "g.pt"), run.path("checkpoints", "g.pt"))
+        for k in range(cfg.replicas):
+            shutil.copy2(parent.path("checkpoints", checkpoint_name("g", k)), run.path("checkpoints", checkpoint_name("g", k)))
         old, hist = parent.history(), run.history()
         atomic_parquet(pd.concat([hist[hist["model"] != "g"], old[old["model"] == "g"]], ignore_index=True),
                        run.path("history.parquet"))
@@ -569,7 +584,7 @@ def mitigate(root: Path | str, parent_name: str, strategy: str, params=None, nam
              replicas: int | None = None) -> dict:
     """Create (or resume) the mitigated run derived from `parent_name`; returns its manifest.
 
-    `replicas`: seeds of f and g the derived run trains (default: the parent's); noise and captions only."""
+    `replicas`: seeds of f and g the derived run trains (default: the parent's; removal keeps the parent's)."""
     from multimem.pipeline import STAGES, RunConfig, execute
 
     params = params if params is not None else make_params(strategy)
@@ -587,9 +602,9 @@ def mitigate(root: Path | str, parent_name: str, strategy: str, params=None, nam
     if strategy == "regroup" and params.every >= cfg.train.epochs:
         raise MitigationError(f"regroup every {params.every} epochs never rescores: the parent trains "
                               f"{cfg.train.epochs} epochs; use --every below that")
-    if strategy in ("removal", "regroup") and max(cfg.replicas, replicas or 1) > 1:
-        raise MitigationError(f"{strategy} trains one f (and one g): it does not take replicas yet; use a parent "
-                              "run without --replicas, or the noise and captions strategies")
+    if strategy == "removal" and replicas not in (None, cfg.replicas):
+        raise MitigationError(f"removal fine-tunes each of the parent's {cfg.replicas} replicas of f: --replicas "
+                              f"cannot change that; leave it out")
     if replicas is not None and replicas < 1:
         raise MitigationError(f"--replicas must be at least 1, got {replicas}")
     if same_as_parent(cfg, strategy, params):

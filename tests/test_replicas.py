@@ -47,3 +47,22 @@ def test_replicas_flag_and_its_check(tmp_path, capsys):
     assert cli.main(["demo", "--fast", "--limit", "160", "--candidate", "20", "--extra", "30", "--replicas", "0",
                      *root]) == 2
     assert "--replicas must be at least 1" in capsys.readouterr().err
+
+
+def test_removal_fine_tunes_every_replica_and_compares_with_intervals(tmp_path):
+    from multimem import mitigate
+
+    parent = Run(tmp_path, "parent")
+    execute(parent, config(replicas=2))
+    m = mitigate.mitigate(tmp_path, "parent", "removal", mitigate.make_params("removal", n=5, finetune_epochs=1))
+    child = Run(tmp_path, m["name"])
+    assert m["status"] == "complete" and m["metric"]["replicas"] == 2
+    for k, name in enumerate(("g.pt", "g.r1.pt")):
+        assert child.path("checkpoints", name).read_bytes() == parent.path("checkpoints", name).read_bytes()
+    assert child.path("checkpoints", "f.r1.pt").exists()
+    change = m["comparison"]["subsets"]["candidate"]["change"]
+    assert change["replicas"] == 2 and change["low"] <= change["estimate"] <= change["high"]
+    hist = child.history()
+    assert set(zip(hist["model"], hist["replica"])) == {("f", 0), ("f", 1), ("g", 0), ("g", 1)}
+    with pytest.raises(mitigate.MitigationError, match="cannot change that"):
+        mitigate.mitigate(tmp_path, "parent", "removal", mitigate.make_params("removal", n=5), replicas=3)
