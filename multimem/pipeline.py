@@ -317,6 +317,15 @@ def set_nprobe(run: Run, nprobe: int) -> dict:
     return run.update(index={"nprobe": nprobe, "recall_at_10": recall})["index"]
 
 
+SPLIT_FIELDS = ("source", "split", "split_seed", "inject_fraction", "inject_seed", "model")
+
+
+def same_split(a: RunConfig, b: RunConfig) -> bool:
+    """The same data, split, injection and model (tokenizer): all a split-only run (`multimem split`) has fixed, so
+    the training and metric settings of the stages still to run may differ."""
+    return all(a.to_dict()[k] == b.to_dict()[k] for k in SPLIT_FIELDS)
+
+
 def execute(run: Run, cfg: RunConfig, stages: tuple[str, ...] = STAGES, lineage: dict | None = None,
             stage_fns: dict[str, Callable] | None = None) -> dict:
     """Run (or resume) the given stages; returns the final manifest.
@@ -330,7 +339,8 @@ def execute(run: Run, cfg: RunConfig, stages: tuple[str, ...] = STAGES, lineage:
         if run.exists():
             saved = run.manifest().get("config")
             # compared through from_dict, so that settings added later (with their defaults) are not a difference
-            if saved and RunConfig.from_dict(saved).to_dict() != cfg.to_dict():
+            if saved and RunConfig.from_dict(saved).to_dict() != cfg.to_dict() and not (
+                    not any(run.stage_done(s) for s in STAGES) and same_split(RunConfig.from_dict(saved), cfg)):
                 raise RunError(f"run {run.name!r} exists with other settings; resume it with the same ones or use a new name")
         if run.exists() and all(run.stage_done(s) for s in stages) and run.manifest().get("status") == COMPLETE:
             return run.manifest()  # nothing to do: `make run` on a finished demo opens the app at once

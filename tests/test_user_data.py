@@ -1,5 +1,7 @@
 """A user's own CSV through the CLI, one command at a time: nothing is altered unless asked, skipped rows are
 said where the user looks, and the manifest records what was really done."""
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -108,3 +110,51 @@ def test_multi_character_separator_is_literal(tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
     (tmp_path / "d.csv").write_text("filepath||title\na.png||a.b|c\n")
     assert CsvSource(tmp_path / "d.csv", sep="||").pairs()[0].captions == ("a.b|c",)
+
+
+def clean_csv(folder):
+    """40 good images, one caption each: nothing to skip."""
+    (folder / "img").mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    rows = []
+    for i in range(40):
+        Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(folder / "img" / f"{i}.png")
+        rows.append({"filepath": f"img/{i}.png", "title": f"caption {i}"})
+    pd.DataFrame(rows).to_csv(folder / "d.csv", index=False)
+    return folder / "d.csv"
+
+
+def shards(folder, csv):
+    import io
+    import tarfile
+
+    folder.mkdir(parents=True)
+    table = pd.read_csv(csv)
+    for s in range(2):
+        with tarfile.open(folder / f"part-{s}.tar", "w") as tar:
+            for r in table.iloc[s::2].itertuples():
+                key = Path(r.filepath).stem
+                for name, data in ((f"{key}.png", (csv.parent / r.filepath).read_bytes()),
+                                   (f"{key}.txt", r.title.encode())):
+                    info = tarfile.TarInfo(name)
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+    return str(folder / "part-{0..1}.tar")
+
+
+@pytest.mark.parametrize("source", ["csv", "wds"])
+def test_readme_steps_one_command_each_give_a_complete_run(tmp_path, source, capsys):
+    csv = clean_csv(tmp_path / "data")
+    path = str(csv) if source == "csv" else shards(tmp_path / "shards", csv)
+    data = ["--source", source, "--path", path, "--candidate", "6", "--extra", "8", "--fast"]
+    root = ["--runs-root", str(tmp_path / "runs")]
+    assert cli.main(["split", "--name", "r", *data, *root]) == 0
+    assert cli.main(["train", "--name", "r", *data, "--epochs", "1", *root]) == 0
+    for step in ("score", "evaluate", "index"):
+        assert cli.main([step, "r", *root]) == 0
+    run = Run(tmp_path / "runs", "r")
+    m = run.manifest()
+    assert run.status() == "complete"
+    assert m["dataset"]["skipped"]["count"] == 0 and m["dataset"]["n_injected"] == 0 and m["dataset"]["n_samples"] == 40
+    assert sorted(run.samples()["caption"]) == sorted(f"caption {i}" for i in range(40))
+    assert "0 skipped" in capsys.readouterr().out
