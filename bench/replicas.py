@@ -85,7 +85,7 @@ def main() -> None:
             rows.append(report_row(f"{name}", run, time.time() - t0))
             print(pd.DataFrame(rows[-1:]).T.to_string(header=False), flush=True)
     table = pd.DataFrame(rows).set_index(["run", "replicas"]).T
-    print("\n" + table.to_markdown(floatfmt=".3f") if hasattr(table, "to_markdown") else table.to_string())
+    print("\n" + table.to_string())
 
 
 if __name__ == "__main__":
