@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -43,6 +45,9 @@ class JobRequest:
     heldout_size: int | None = None
     inject: float | None = None
     seed: int | None = None
+    image_col: str | None = None  # CSV only; None: the CLI's defaults (filepath, title, no label)
+    caption_col: str | None = None
+    label_col: str | None = None
 
     def check(self, root: Path) -> None:
         check_name(self.name)
@@ -52,6 +57,16 @@ class JobRequest:
             raise RunError(f"source must be one of {', '.join(SOURCES)}")
         if self.source != "twemoji" and not self.path:
             raise RunError(f"the {self.source} source needs a path (the file or folder to read)")
+
+
+def csv_columns(text: str) -> dict[str, str]:
+    """'image, caption[, label]' as typed in the Runs page's form, as JobRequest fields (empty: the defaults)."""
+    parts = [p.strip() for p in (text or "").split(",")]
+    if not any(parts):
+        return {}
+    if len(parts) not in (2, 3) or not all(parts):
+        raise RunError(f"CSV columns: give 'image, caption' or 'image, caption, label', got {text!r}")
+    return dict(zip(("image_col", "caption_col", "label_col"), parts))
 
 
 def command(req: JobRequest, root: Path, python: str = sys.executable) -> list[str]:
@@ -64,7 +79,8 @@ def command(req: JobRequest, root: Path, python: str = sys.executable) -> list[s
         "--path": req.path, "--limit": req.limit, "--model": req.model, "--candidate": req.candidate,
         "--extra": req.extra, "--epochs": req.epochs, "--batch-size": req.batch_size,
         "--augmentations": req.augmentations, "--heldout-size": req.heldout_size, "--inject": req.inject,
-        "--seed": req.seed,
+        "--seed": req.seed, "--image-col": req.image_col, "--caption-col": req.caption_col,
+        "--label-col": req.label_col,
     }
     for flag, value in options.items():
         if value is not None and value != "":
@@ -72,8 +88,34 @@ def command(req: JobRequest, root: Path, python: str = sys.executable) -> list[s
     return argv
 
 
+def shell_command(argv: list[str]) -> str:
+    """A job's argv as one line a shell runs as it is (quoted where needed, the python executable included)."""
+    return shlex.join([str(a) for a in argv])
+
+
+def validate(req: JobRequest, root: Path):
+    """Everything that can be checked before the job starts, with the CLI's own code: the name, then the job's
+    command line parsed by the CLI's parser and built into a config by cli.build_config (model name, sizes,
+    inject fraction), then the data read by its source class (file, columns, shards) and split into the requested
+    sizes (multimem.preflight.check_argv). Returns the data check; raises DataError (RunError) with the message
+    the CLI would print. Imports torch (the CLI's config builder): call it when a job is about to start."""
+    from multimem import preflight
+    from multimem.review import refuse_if_readonly
+
+    refuse_if_readonly("start a run")
+    req.check(Path(root))
+    _, found = preflight.check_argv(command(req, Path(root))[3:])
+    return found
+
+
 def start(req: JobRequest, root: Path) -> subprocess.Popen:
-    """Start the job detached from the app's session; its output goes to the run's job.log."""
+    """Start the job detached from the app's session; its output goes to the run's job.log.
+
+    Only the name is checked here: call `validate` first (the Runs page does), or a problem with the data shows
+    as a failed job."""
+    from multimem.review import refuse_if_readonly
+
+    refuse_if_readonly("start a run")
     root = Path(root)
     req.check(root)
     folder = root / req.name
@@ -87,6 +129,60 @@ def start(req: JobRequest, root: Path) -> subprocess.Popen:
     (folder / INFO).write_text(json.dumps({"pid": proc.pid, "argv": argv, "request": asdict(req),
                                            "started": time.time()}), encoding="utf-8")
     return proc
+
+
+def info(root: Path, name: str) -> dict:
+    """The job's job.json (pid, argv, request, started), or {} when the run was not started as a job."""
+    path = Path(root) / check_name(name) / INFO
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def cancel(root: Path, name: str, proc: subprocess.Popen | None = None, force: bool = False) -> bool:
+    """Stop a running job: SIGINT to its process group (the CLI then marks the run incomplete, and the same
+    command resumes it), or SIGTERM with `force`. Only a job whose run is locked by a live writer is signalled
+    (a pid from an old job.json may belong to another process by now). Returns whether a signal was sent."""
+    from multimem.review import refuse_if_readonly
+
+    refuse_if_readonly("cancel a job")
+    pid = proc.pid if proc is not None else info(root, name).get("pid")
+    if not isinstance(pid, int) or (proc is not None and proc.poll() is not None):
+        return False
+    if proc is None and not Run(root, name).is_locked():
+        return False
+    try:
+        os.killpg(pid, signal.SIGTERM if force else signal.SIGINT)  # start_new_session: the group id is the pid
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def eta(observations: list[tuple[float, int]], total: int) -> float | None:
+    """Seconds left in a stage from its progress so far: `observations` are (time, done) pairs of the same stage,
+    oldest first. None until two observations a second apart show progress."""
+    if len(observations) < 2 or not total:
+        return None
+    (t0, d0), (t1, d1) = observations[0], observations[-1]
+    if t1 - t0 < 1.0 or d1 <= d0:
+        return None
+    rate = (d1 - d0) / (t1 - t0)
+    return max(0.0, (total - d1) / rate)
+
+
+def eta_text(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"about {max(1, round(seconds))} s left in this stage"
+    if seconds < 3600:
+        return f"about {round(seconds / 60)} min left in this stage"
+    return f"about {seconds / 3600:.1f} h left in this stage"
+
+
+STATUS_ORDER = {"running": 0, "starting": 0, "failed": 1, "incomplete": 2, "complete": 3}
 
 
 def log_tail(root: Path, name: str, lines: int = 30) -> str:

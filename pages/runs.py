@@ -2,7 +2,7 @@
 import pandas as pd
 import streamlit as st
 
-from multimem import app_cache, app_ui, explore, jobs
+from multimem import app_cache, app_ui, explore, jobs, review
 from multimem.images import ImageError, decode
 from multimem.runs import RunError
 from multimem.sources.base import DataError
@@ -13,6 +13,8 @@ app_ui.write_view("runs", {})
 root = app_cache.runs_root()
 head, share_col = st.columns([5, 1])
 head.title("Runs")
+if review.readonly():
+    st.info(review.NOTE, icon=":material/visibility:")
 with share_col:
     app_ui.share("runs", {})
 
@@ -41,29 +43,68 @@ else:
     st.dataframe(shown[list(columns)], hide_index=True, width="stretch", column_config=columns)
 
 
-# ---- jobs: live progress of running ones, the error of failed ones
+# ---- jobs: live progress of running ones (first), the error of failed ones
 def job_names() -> list[str]:
-    """Jobs this server started, and runs that are running or failed (started here or from the CLI)."""
+    """Jobs this server started, and runs that are running or failed (started here or from the CLI), running
+    ones first; failed ones dismissed in this session are left out."""
     now = app_cache.run_table()
     listed = now.loc[now["status"].isin(["running", "failed"]), "name"].tolist() if not now.empty else []
     return list(dict.fromkeys([*app_cache.jobs(), *listed]))
 
 
+def dismiss(name: str) -> None:
+    st.session_state.setdefault("_dismissed", set()).add(name)
+
+
+def cancel(name: str, force: bool) -> None:
+    try:
+        sent = jobs.cancel(root, name, app_cache.jobs().get(name), force=force)
+    except RunError as exc:
+        st.session_state["_job_note"] = (name, str(exc))
+        return
+    st.session_state.setdefault("_cancelling", set()).add(name)
+    st.session_state["_job_note"] = (name, ("Stopping: the run is marked incomplete, and the same command resumes "
+                                            "it." if sent else "The job had already ended."))
+
+
 def job_panel() -> None:
     procs = app_cache.jobs()
-    names = job_names()
+    dismissed = st.session_state.get("_dismissed", set())
+    states = {}
+    for name in job_names():
+        proc = procs.get(name)
+        states[name] = jobs.state(root, name, None if proc is None else proc.poll())
+    names = sorted((n for n in states if not (states[n]["status"] == "failed" and n in dismissed)),
+                   key=lambda n: jobs.STATUS_ORDER.get(states[n]["status"], 9))  # stable: running first
     if names:
         st.subheader("Jobs")
     live = set()
+    seen = st.session_state.setdefault("_progress_seen", {})
+    note = st.session_state.pop("_job_note", None)
     for name in names:
-        proc = procs.get(name)
-        state = jobs.state(root, name, None if proc is None else proc.poll())
+        state = states[name]
         with st.container(border=True):
-            st.markdown(f"**{name}**: {state['status']}")
+            head, act = st.columns([5, 1], vertical_alignment="center")
+            head.markdown(f"**{name}**: {state['status']}")
             if state["status"] in ("starting", "running"):
                 live.add(name)
                 stage, fraction, text = jobs.describe(state)
+                progress = state.get("progress") or {}
+                key = (name, progress.get("stage"))
+                if progress.get("total") and progress.get("time"):
+                    obs = seen.setdefault(key, [])
+                    point = (float(progress["time"]), int(progress.get("done", 0)))
+                    if not obs or obs[-1] != point:
+                        obs.append(point)
+                        del obs[:-30]
+                    left = jobs.eta_text(jobs.eta(obs, int(progress["total"])))
+                    text += f" · {left}" if left else ""
                 st.progress(fraction, text=text)
+                forcing = name in st.session_state.get("_cancelling", set())
+                act.button("Stop now" if forcing else "Cancel", key=f"cancel_{name}", icon=":material/stop_circle:",
+                           on_click=cancel, args=(name, forcing), disabled=review.readonly(),
+                           help=("Stops the job with SIGTERM (the run stays resumable)" if forcing else
+                                 "Stops the job (Ctrl-C): the run is marked incomplete; the same command resumes it"))
             if state["status"] == "complete":
                 links = [f"[Open its overview]({explore.link('overview', {'run': name})})"]
                 parent = (app_cache.manifest(name).get("lineage") or {}).get("parent")
@@ -73,6 +114,15 @@ def job_panel() -> None:
                 st.markdown(" · ".join(links))
             if state["status"] == "failed":
                 st.error(f"Failed: {explore.plain(state['error'], None)}", icon=":material/error:")
+                act.button("Dismiss", key=f"dismiss_{name}", icon=":material/close:", on_click=dismiss, args=(name,),
+                           help="Hide this card for this session (the run folder stays; run its command again to "
+                                "resume it)")
+            if note and note[0] == name:
+                st.caption(explore.plain(note[1], None))
+            argv = jobs.info(root, name).get("argv")
+            if isinstance(argv, list) and argv:
+                st.caption("Command (resumes the run when run again):")
+                st.code(jobs.shell_command(argv), language="bash", wrap_lines=True)
             log = jobs.log_tail(root, name)
             if log:
                 with st.expander("Log", expanded=state["status"] == "failed"):
@@ -80,6 +130,7 @@ def job_panel() -> None:
     ended = st.session_state.get("_live_jobs", set()) - live
     st.session_state["_live_jobs"] = live
     if ended:  # a job just ended: the whole page again, so that the list and the run picker show its run
+        st.session_state["_cancelling"] = st.session_state.get("_cancelling", set()) - ended
         st.rerun()
 
 
@@ -92,6 +143,8 @@ with st.form("new_run"):
     name = c1.text_input("Run name", placeholder="letters, digits, . _ -")
     source = c1.selectbox("Dataset source", jobs.SOURCES, help="twemoji: the embedded demo data")
     path = c1.text_input("Path (CSV/TSV, tar shards or COCO JSON)", help="Not needed for twemoji")
+    cols = c1.text_input("CSV columns: image, caption[, label]", placeholder="filepath, title",
+                         help="CSV/TSV only: the image path column, the caption column and optionally a label column")
     limit = c1.number_input("Twemoji: first N emoji (0 = all)", 0, 10_000, 400, step=100)
     fast = c2.checkbox("Start from the fast preset", value=True, help="tiny model, 2 epochs, A = 2")
     models = jobs.shipped_models()
@@ -101,24 +154,33 @@ with st.form("new_run"):
     seed = c2.number_input("Seed", 0, 10_000, 0)
     candidate = c3.number_input("|S_C| = |S_I| (count, or fraction < 1)", 0.0, 1e6, 60.0, format="%g")
     extra = c3.number_input("|S_E| (count, or fraction < 1)", 0.0, 1e6, 80.0, format="%g")
-    inject = c3.number_input("Injected mis-caption fraction", 0.0, 0.5, 0.05, step=0.01)
+    inject = c3.number_input("Injected mis-caption fraction", 0.0, 0.5, None, step=0.01, placeholder="default",
+                             help="Empty: 0.05 on the embedded Twemoji set, 0 on your own data (your captions are "
+                                  "never changed unless you set this)")
     augs = c3.number_input("A: augmentations per sample", 1, 64, 2)
     held = c3.number_input("|H|: held-out samples", 1, 100_000, 80)
     # actions are flagged by callbacks (they run before the script), so a rerun cannot lose the click
-    st.form_submit_button("Start run", type="primary", icon=":material/play_arrow:", on_click=flag, args=("_start_run",))
+    st.form_submit_button("Start run", type="primary", icon=":material/play_arrow:", on_click=flag, args=("_start_run",),
+                          disabled=review.readonly(), key="run_start")
 if st.session_state.pop("_start_run", False):
-    req = jobs.JobRequest(
-        name=name.strip(), source=source, path=path.strip() or None,
-        limit=(int(limit) or None) if source == "twemoji" else None,
-        fast=fast, model=model, candidate=candidate, extra=extra, epochs=int(epochs), batch_size=int(batch),
-        augmentations=int(augs), heldout_size=int(held), inject=inject, seed=int(seed),
-    )
     try:
+        req = jobs.JobRequest(
+            name=name.strip(), source=source, path=path.strip() or None,
+            limit=(int(limit) or None) if source == "twemoji" else None,
+            fast=fast, model=model, candidate=candidate, extra=extra, epochs=int(epochs), batch_size=int(batch),
+            augmentations=int(augs), heldout_size=int(held), inject=inject, seed=int(seed),
+            **jobs.csv_columns(cols if source == "csv" else ""),
+        )
+        with st.spinner("Checking the settings and reading the data…"):
+            found = jobs.validate(req, root)  # the CLI's own checks: nothing starts (or is written) if one fails
         app_cache.jobs()[req.name] = jobs.start(req, root)
-        st.success(f"Started run {req.name}; its progress appears above.", icon=":material/rocket_launch:")
-        st.caption("Command: `" + " ".join(jobs.command(req, root)[1:]) + "`")
-    except (RunError, OSError) as exc:
-        st.error(str(exc), icon=":material/error:")
+    except (DataError, OSError) as exc:  # RunError is a DataError
+        st.error(f"Not started: {explore.plain(exc, None)}", icon=":material/error:")
+    else:
+        st.success(f"Started run {req.name} ({found.text()}); its progress appears above.",
+                   icon=":material/rocket_launch:")
+        st.caption("Command (paste it into a shell to run or resume the same run):")
+        st.code(jobs.shell_command(jobs.command(req, root)), language="bash", wrap_lines=True)
 
 # ---- a mitigation of a complete run: `multimem mitigate --from PARENT --strategy ...` as a job
 STRATEGY_HELP = {
@@ -135,13 +197,13 @@ LABELS = {"std": "Noise σ (std)", "modalities": "Modalities", "noise_space": "N
           "ranking_seed": "Random ranking seed", "folds": "K: reference models (folds)", "fold_seed": "Fold seed",
           "every": "Rescore every (epochs)", "top": "Top share grouped", "hot_crop_min": "Targeted: smallest crop",
           "hot_jitter": "Targeted: colour jitter", "token_dropout": "Targeted: word dropout",
-          "score_augmentations": "A for in-training scores"}
+          "score_augmentations": "A for in-training scores", "ids": "Ids file (ranking ids)"}
 
 
-def as_text(value) -> str:
+def as_text(value, opt: str = "") -> str:
     """A parameter's default as the CLI would take it (multimem.cli._parse_value reads it back)."""
     if value is None:
-        return "all"
+        return "all" if opt == "captions_per_image" else ""
     if isinstance(value, tuple):
         return "both" if len(value) > 1 else value[0]
     return f"{value:g}" if isinstance(value, float) else str(value)
@@ -183,15 +245,16 @@ def mitigation_form(complete: list[str]) -> None:
     with st.form("mitigate"):  # the strategy's settings, main ones first, four a row
         for opt, col in zip(own, [c for _ in range(0, len(own), 4) for c in st.columns(4)]):
             label, helptext = LABELS[opt], cli.MITIGATION_OPTIONS[opt][1].split(": ", 1)[1]
-            key, default = f"mit_{strategy}_{opt}", as_text(getattr(defaults, opt))
+            key, default = f"mit_{strategy}_{opt}", as_text(getattr(defaults, opt), opt)
             texts[opt] = (col.selectbox(label, choices[opt], index=choices[opt].index(default), key=key, help=helptext)
                           if opt in choices else col.text_input(label, default, key=key, help=helptext))
         name = st.text_input("Run name (optional)", key="mit_name", placeholder="default: PARENT.STRATEGY-SETTINGS")
         st.form_submit_button("Start mitigation", type="primary", icon=":material/play_arrow:", key="mit_start",
-                              on_click=flag, args=("_start_mitigation",))
+                              on_click=flag, args=("_start_mitigation",), disabled=review.readonly())
     if not st.session_state.pop("_start_mitigation", False):
         return
     try:
+        review.refuse_if_readonly("start a mitigation")
         values = {}
         for opt, text in texts.items():
             try:
@@ -207,7 +270,9 @@ def mitigation_form(complete: list[str]) -> None:
     app_cache.jobs()[new] = proc
     st.success(f"Started {new}, a {strategy} mitigation of {parent}; its progress appears under Jobs above.",
                icon=":material/rocket_launch:")
-    st.caption("Command: `" + " ".join(mitigate.command(root, parent, strategy, options, new)[1:]) + "`")
+    st.caption("Command (paste it into a shell to run or resume the same run):")
+    st.code(jobs.shell_command(mitigate.command(root, parent, strategy, options, new)), language="bash",
+            wrap_lines=True)
 
 
 st.subheader("Mitigate a run")
@@ -238,10 +303,11 @@ if not run:
 st.caption(f"Against run **{run}**'s f and g (the sidebar's run), with its own A views, held-out set H and "
            "normalisation range, so the score sits on the same scale as the run's table.")
 with st.form("score_pair"):
-    upload = st.file_uploader("Image", type=["png", "jpg", "jpeg", "webp", "gif", "bmp"])
-    caption = st.text_input("Caption", max_chars=300)
-    st.form_submit_button("Score", icon=":material/calculate:", on_click=flag, args=("_score_pair",))
-if st.session_state.pop("_score_pair", False):
+    upload = st.file_uploader("Image", type=["png", "jpg", "jpeg", "webp", "gif", "bmp"], disabled=review.readonly())
+    caption = st.text_input("Caption", max_chars=300, disabled=review.readonly())
+    st.form_submit_button("Score", icon=":material/calculate:", on_click=flag, args=("_score_pair",),
+                          disabled=review.readonly())
+if st.session_state.pop("_score_pair", False) and not review.readonly():
     if upload is None or not caption.strip():
         st.warning("Give an image and a caption.")
     else:

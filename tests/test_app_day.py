@@ -1,0 +1,145 @@
+"""The dashboard through a researcher's and a curator's day: job checks and control, Browse, curation lists,
+review mode and the HTML report, through Streamlit's AppTest against the small real run of tests/conftest.py."""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from multimem import jobs
+from multimem.runs import Run
+from multimem.sources.base import DataError
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+TIMEOUT = 60
+
+
+def page(root: Path, monkeypatch, name: str, state: dict | None = None, **params) -> AppTest:
+    monkeypatch.setenv("MULTIMEM_RUNS", str(root))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params["page"] = name
+    for key, value in params.items():
+        at.query_params[key] = value
+    for key, value in (state or {}).items():
+        at.session_state[key] = value
+    at.run(timeout=TIMEOUT)
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def by_label(widgets, label: str):
+    return next(w for w in widgets if w.label.startswith(label))
+
+
+def small_csv(folder: Path, rows: int = 12, cols=("filepath", "title")) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [",".join(cols)]
+    for i in range(rows):
+        Image.new("RGB", (8, 8), (i * 20 % 255, 0, 0)).save(folder / f"{i}.png")
+        lines.append(f"{i}.png,picture number {i}")
+    (folder / "data.csv").write_text("\n".join(lines) + "\n")
+    return folder / "data.csv"
+
+
+# ---------------------------------------------------------------- 1. jobs: checked before they start, controlled
+
+def test_validate_uses_the_clis_checks_before_anything_starts(tmp_path):
+    root = tmp_path / "runs"
+    csv = small_csv(tmp_path / "data", rows=12)
+    req = lambda **kw: jobs.JobRequest(**{"name": "x", "source": "csv", "path": str(csv), "candidate": 2.0,
+                                          "extra": 2.0, **kw})
+    found = jobs.validate(req(), root)
+    assert found.samples == 12 and found.sizes == {"shared": 6, "candidate": 2, "independent": 2, "extra": 2}
+    with pytest.raises(DataError, match="missing.csv: file not found"):
+        jobs.validate(req(path=str(tmp_path / "missing.csv")), root)
+    with pytest.raises(DataError, match="no column 'caption'"):
+        jobs.validate(req(caption_col="caption", image_col="filepath"), root)
+    with pytest.raises(DataError, match="12 usable samples, too few"):
+        jobs.validate(req(candidate=5.0, extra=5.0), root)
+    with pytest.raises(DataError, match="unknown model name 'nope'"):
+        jobs.validate(req(model="nope"), root)
+    with pytest.raises(DataError, match="needs a path"):
+        jobs.validate(req(path=None), root)
+    assert not root.exists() or not any(root.iterdir())  # nothing written by any check
+
+
+def test_a_new_run_with_a_missing_csv_is_not_started(tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    root.mkdir()
+    at = page(root, monkeypatch, "runs")
+    by_label(at.text_input, "Run name").set_value("bad")
+    by_label(at.selectbox, "Dataset source").set_value("csv")
+    by_label(at.text_input, "Path").set_value(str(tmp_path / "missing.csv"))
+    at.button(key="run_start").click().run(timeout=TIMEOUT)
+    assert not at.exception
+    errors = " ".join(e.value for e in at.error)
+    assert "Not started" in errors and "missing.csv" in errors and "file not found" in errors
+    assert not at.success and list(root.iterdir()) == []  # no job, no run folder left behind
+
+
+def test_eta_from_the_progress_rate():
+    assert jobs.eta([(0.0, 0)], 100) is None
+    assert jobs.eta([(0.0, 10), (10.0, 30)], 100) == pytest.approx(35.0)  # 2 per second, 70 to go
+    assert jobs.eta([(0.0, 10), (10.0, 10)], 100) is None
+    assert jobs.eta_text(35) == "about 35 s left in this stage" and "min" in jobs.eta_text(600)
+
+
+def test_the_command_shown_is_a_shell_line_with_the_python_executable(tmp_path):
+    import shlex
+
+    argv = jobs.command(jobs.JobRequest(name="a b", source="csv", path="/data/my file.csv"), tmp_path)
+    line = jobs.shell_command(argv)
+    assert shlex.split(line) == argv and line.startswith(shlex.quote(sys.executable) + " -m multimem train")
+
+
+def fake_run(root: Path, name: str, status: str, error: str | None = None) -> Run:
+    run = Run(root, name)
+    run.update(status=status, error=error, stages={})
+    return run
+
+
+def test_jobs_running_first_failed_dismissable(tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    fake_run(root, "a-failed", "failed", "RuntimeError: boom")
+    running = fake_run(root, "z-running", "running")
+    with running.lock():  # a live writer holds the lock: the run is running
+        at = page(root, monkeypatch, "runs")
+        heads = [m.value for m in at.markdown if m.value.startswith("**")]
+        assert heads[:2] == ["**z-running**: running", "**a-failed**: failed"]
+        assert at.button(key="cancel_z-running") and not at.button(key="cancel_z-running").disabled
+        at.button(key="dismiss_a-failed").click().run(timeout=TIMEOUT)
+        heads = [m.value for m in at.markdown if m.value.startswith("**")]
+        assert heads == ["**z-running**: running"]
+    assert (root / "a-failed").is_dir()  # dismissing hides the card; the run stays resumable
+
+
+def test_a_cancelled_job_leaves_a_resumable_incomplete_run(tmp_path):
+    root = tmp_path / "runs"
+    req = jobs.JobRequest(name="stopme", limit=400, epochs=50, candidate=60.0, extra=80.0, augmentations=2,
+                          heldout_size=80)
+    jobs.validate(req, root)
+    proc = jobs.start(req, root)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            state = jobs.state(root, "stopme", proc.poll())
+            if (state.get("progress") or {}).get("stage") == "train_f":
+                break
+            assert proc.poll() is None, jobs.log_tail(root, "stopme")
+            time.sleep(0.5)
+        assert jobs.cancel(root, "stopme", proc)
+        assert proc.wait(timeout=120) != 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    m = Run(root, "stopme").manifest()
+    assert m["status"] == "incomplete" and "resume" in m["error"]
+    assert Run(root, "stopme").status() == "incomplete"
+    assert "interrupted" in jobs.log_tail(root, "stopme")
