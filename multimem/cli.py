@@ -203,7 +203,15 @@ def cmd_demo(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from multimem.pipeline import execute
+    from multimem.pipeline import execute, train_replica
+
+    if args.replica is not None:  # one replica as a job of its own, on a run made before
+        run = Run(args.runs_root, args.name)
+        written = train_replica(run, args.replica)
+        print(f"run {args.name}: replica {args.replica}: " + (", ".join(written) or "already trained"))
+        print(f"  next: when every replica is trained, multimem score {args.name}"
+              + ("" if Path(args.runs_root) == DEFAULT_ROOT else f" --runs-root {args.runs_root}"))
+        return 0
 
     cfg = build_config(args, presets.demo(fast=args.fast))
     stages = ("train_f", "train_g") if not args.all else ("train_f", "train_g", "score", "evaluate", "index")
@@ -418,6 +426,10 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--name", required=True, help="run name (a new folder under --runs-root)")
     t.add_argument("--fast", action="store_true", help="start from the tiny test preset instead of the default")
     t.add_argument("--all", action="store_true", help="also score, evaluate and index (the whole run)")
+    t.add_argument("--replica", type=int, default=None, metavar="K",
+                   help="train only replica K (0-based) of f and g of a run made before (e.g. by `multimem split "
+                        "--replicas N`), as a job of its own: N such jobs can run side by side (a SLURM array, "
+                        "several machines sharing the runs folder); then `multimem score NAME` takes them up")
     _root(t); _data_options(t); _train_options(t); _metric_options(t)
     t.set_defaults(func=cmd_train)
 

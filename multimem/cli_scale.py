@@ -64,7 +64,7 @@ def cmd_score(args, build_config, existing, print_summary) -> int:
 
     from multimem import staging
     from multimem.external import import_checkpoints
-    from multimem.pipeline import execute
+    from multimem.pipeline import checkpoint_name, execute
 
     distributed.init_from_env()
     if (args.f_checkpoint is None) != (args.g_checkpoint is None):
@@ -102,7 +102,11 @@ def cmd_score(args, build_config, existing, print_summary) -> int:
         if not distributed.is_main():
             _worker_score(target, new)
             return 0
-        m = execute(target, new, ("score",))
+        stages = ("score",)
+        if target is run and not (run.stage_done("train_f") and run.stage_done("train_g")) and all(
+                run.path("checkpoints", checkpoint_name(t, k)).exists() for t in "fg" for k in range(new.replicas)):
+            stages = ("train_f", "train_g", "score")  # replicas trained by jobs of their own: the run takes them up
+        m = execute(target, new, stages)
         if target is not run:
             m = staging.swap_in(target, run)
     print_summary(m)

@@ -85,18 +85,23 @@ def store_size(model_name: str) -> int:
     return int(size * 3 // 2)
 
 
-def prepare(run: Run, cfg: RunConfig) -> tuple[PairData, Any]:
-    """Decode and split the data; on a resumed run check it is still the same data."""
+def read_data(run: Run, cfg: RunConfig) -> tuple[PairData, Any, str]:
+    """Decode and split the data, and check that a run made before holds the same data; writes nothing."""
     source = open_source(cfg.source)
     data = build(source, cfg.split, cfg.split_seed, cfg.inject_fraction, cfg.inject_seed, store_size(cfg.model),
                  cfg.workers, stream=cfg.stream)
     if len(data) == 0:
         raise DataError(f"dataset {cfg.source}: no usable samples ({len(source.skipped)} skipped)")
     fp = fingerprint(data.pairs)
-    m = run.manifest()
-    old = (m.get("dataset") or {}).get("fingerprint")
+    old = (run.manifest().get("dataset") or {}).get("fingerprint") if run.exists() else None
     if old and old != fp:
         raise RunError(f"run {run.name!r} was made from other data (fingerprint {old}, now {fp}); use a new run name")
+    return data, source, fp
+
+
+def prepare(run: Run, cfg: RunConfig) -> tuple[PairData, Any]:
+    """Decode and split the data (read_data) and record it in the run: manifest and samples.parquet."""
+    data, source, fp = read_data(run, cfg)
     counts = {s: int((data.subset == s).sum()) for s in ("shared", "candidate", "independent", "extra")}
     run.update(
         dataset={
@@ -160,6 +165,62 @@ def checkpoint_name(tag: str, replica: int = 0) -> str:
     return f"{tag}.pt" if replica == 0 else f"{tag}.r{replica}.pt"
 
 
+def write_history(run: Run, tag: str, replica: int, hist: pd.DataFrame) -> None:
+    """Put one replica's training loss into history.parquet, in place of what it held for that replica."""
+    old = run.history()
+    old_replica = old["replica"] if "replica" in old else pd.Series(0, index=old.index)
+    keep = old[(old["model"] != tag) | (old_replica != replica)]
+    atomic_parquet(pd.concat([keep, hist], ignore_index=True), run.path("history.parquet"))
+
+
+def replica_history_path(run: Run, tag: str, replica: int) -> Path:
+    return run.path("checkpoints", f"history.{tag}.r{replica}.parquet")
+
+
+def merge_history(run: Run, tag: str, replica: int) -> None:
+    path = replica_history_path(run, tag, replica)
+    if path.exists():
+        write_history(run, tag, replica, pd.read_parquet(path))
+        path.unlink()
+
+
+def train_replica(run: Run, replica: int) -> list[str]:
+    """Train replica `replica` of f and of g of an existing run as a job of its own (a SLURM array task, another
+    machine sharing the run folder): it writes only that replica's checkpoints and loss histories, under its own
+    lock, so K such jobs run side by side; the next `multimem train` (or `score`) of the run takes them up.
+    Returns the checkpoints written."""
+    from multimem.train import train
+
+    m = run.manifest()
+    cfg = RunConfig.from_dict(m["config"])
+    if not 0 <= replica < cfg.replicas:
+        raise RunError(f"--replica must be between 0 and {cfg.replicas - 1} (run {run.name!r} has "
+                       f"{cfg.replicas} replicas)")
+    if "token_map" not in (m.get("model") or {}):
+        raise RunError(f"run {run.name!r} has no split yet; make it with `multimem split --replicas {cfg.replicas}`")
+    written = []
+    with run.lock(f"r{replica}"):
+        data, _, _ = read_data(run, cfg)
+        tok = _tokenizer(run, cfg, data)
+        data.tokenize(tok)
+        for tag, subsets in (("f", TRAIN_F), ("g", TRAIN_G)):
+            name = checkpoint_name(tag, replica)
+            if run.path("checkpoints", name).exists():
+                continue
+            settings = dataclasses.replace(cfg.train, seed=cfg.train.seed + replica)
+            work = run.path("checkpoints", f"work_{tag}" if replica == 0 else f"work_{tag}.r{replica}")
+            model, history = train(data, data.rows(*subsets), cfg.model, tok, settings, work,
+                                   desc=f"train {tag} replica {replica + 1}/{cfg.replicas}")
+            atomic_parquet(pd.DataFrame(history).assign(model=tag, replica=replica),
+                           replica_history_path(run, tag, replica))
+            models.save_checkpoint(run.path("checkpoints", name), model, cfg.model, tok, epoch=cfg.train.epochs,
+                                   train_config=settings.to_dict())
+            for p in work.glob("*.pt"):
+                p.unlink()
+            written.append(name)
+    return written
+
+
 def train_stage(run: Run, cfg: RunConfig, data: PairData, tokenizer, tag: str, **train_options) -> None:
     """Train f (tag "f") or g, each replica in turn (a finished replica is kept when the stage resumes);
     `train_options` go to multimem.train.train (mitigations: regroup=...)."""
@@ -170,20 +231,20 @@ def train_stage(run: Run, cfg: RunConfig, data: PairData, tokenizer, tag: str, *
     for k in range(cfg.replicas):
         name = checkpoint_name(tag, k)
         if run.path("checkpoints", name).exists():
+            merge_history(run, tag, k)  # trained by a separate job (train_replica): its history joins the run's
             continue
         settings = dataclasses.replace(cfg.train, seed=cfg.train.seed + k)
         work = run.path("checkpoints", f"work_{tag}" if k == 0 else f"work_{tag}.r{k}")
         label = tag if cfg.replicas == 1 else f"{tag} replica {k + 1}/{cfg.replicas}"
-        model, history = train(data, data.rows(*subsets), cfg.model, tokenizer, settings, work, desc=f"train {label}",
-                               on_step=_progress(run, f"train_{tag}" + (f" replica {k + 1}" if k else "")),
-                               **train_options)
+        with run.lock(f"r{k}"):  # a replica job (train_replica) may be training this one
+            model, history = train(data, data.rows(*subsets), cfg.model, tokenizer, settings, work,
+                                   desc=f"train {label}",
+                                   on_step=_progress(run, f"train_{tag}" + (f" replica {k + 1}" if k else "")),
+                                   **train_options)
         models.save_checkpoint(run.path("checkpoints", name), model, cfg.model, tokenizer,
                                epoch=cfg.train.epochs, train_config=settings.to_dict())
         hist = pd.DataFrame(history).assign(model=tag, replica=k)
-        old = run.history()
-        old_replica = old["replica"] if "replica" in old else pd.Series(0, index=old.index)
-        keep = old[(old["model"] != tag) | (old_replica != k)]
-        atomic_parquet(pd.concat([keep, hist], ignore_index=True), run.path("history.parquet"))
+        write_history(run, tag, k, hist)
         if k == 0:
             last = hist[hist["epoch"] == hist["epoch"].max()]["loss"] if len(hist) else pd.Series(dtype=float)
             run.update(training={tag: {"epochs": cfg.train.epochs,

@@ -101,14 +101,16 @@ class Run:
         self.update(**fields)
 
     @contextmanager
-    def lock(self) -> Iterator[None]:
-        """One writer per run: a second job on the same run fails at once instead of mixing files."""
+    def lock(self, part: str | None = None) -> Iterator[None]:
+        """One writer per run (or per part of it: `part` "r1" is replica 1's checkpoints, which a job of its own may
+        train beside the run's job): a second job on the same run or part fails at once instead of mixing files."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.path(".lock"), "w") as fh:
+        with open(self.path(".lock" if part is None else f".lock.{part}"), "w") as fh:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise RunError(f"run {self.name!r} is being written by another job; wait for it or pick another name") from None
+                what = f"run {self.name!r}" + ("" if part is None else f" ({part})")
+                raise RunError(f"{what} is being written by another job; wait for it or pick another name") from None
             fh.write(str(os.getpid()))
             fh.flush()
             try:

@@ -66,3 +66,26 @@ def test_removal_fine_tunes_every_replica_and_compares_with_intervals(tmp_path):
     assert set(zip(hist["model"], hist["replica"])) == {("f", 0), ("f", 1), ("g", 0), ("g", 1)}
     with pytest.raises(mitigate.MitigationError, match="cannot change that"):
         mitigate.mitigate(tmp_path, "parent", "removal", mitigate.make_params("removal", n=5), replicas=3)
+
+
+def test_replicas_as_jobs_of_their_own_equal_one_job(tmp_path, capsys):
+    root = ["--runs-root", str(tmp_path)]
+    data = ["--fast", "--limit", "160", "--candidate", "20", "--extra", "30", "--replicas", "2"]
+    assert cli.main(["split", "--name", "jobs", *data, *root]) == 0
+    run = Run(tmp_path, "jobs")
+    with run.lock("r1"):  # replica 1's job is running: a second one for it fails at once
+        assert cli.main(["train", "--name", "jobs", "--replica", "1", *root]) == 2
+    assert "(r1) is being written by another job" in capsys.readouterr().err
+    for k in (1, 0):  # any order, each a command of its own
+        assert cli.main(["train", "--name", "jobs", "--replica", str(k), *root]) == 0
+    assert cli.main(["train", "--name", "jobs", "--replica", "2", *root]) == 2
+    assert run.path("checkpoints", "f.r1.pt").exists() and not run.stage_done("train_f")
+    assert cli.main(["score", "jobs", *root]) == 0
+    assert run.stage_done("train_f") and run.stage_done("train_g") and run.stage_done("score")
+    one = Run(tmp_path, "one")
+    execute(one, config(replicas=2))
+    np.testing.assert_allclose(run.scores()["multimem_raw"], one.scores()["multimem_raw"], atol=1e-6)
+    np.testing.assert_allclose(run.scores()["multimem_se"], one.scores()["multimem_se"], atol=1e-6)
+    hist = run.history()
+    assert set(zip(hist["model"], hist["replica"])) == {("f", 0), ("f", 1), ("g", 0), ("g", 1)}
+    assert not list(run.path("checkpoints").glob("history.*.parquet"))
