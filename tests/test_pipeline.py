@@ -131,6 +131,18 @@ def test_readme_preprocessing_reproduces_stored_embeddings_with_plain_open_clip(
     assert (emb * stored).sum(1).min() > 0.9999
 
 
+def test_scores_equal_the_stored_ones_of_the_same_seed(run):
+    """The --fast demo's scores, against those the code wrote before a change of structure (same seed, same data):
+    every term per sample. The tolerance only allows for float differences between CPUs."""
+    from pathlib import Path
+
+    stored = pd.read_parquet(Path(__file__).parent / "fixtures" / "demo_fast_scores.parquet")
+    now = run.scores()
+    assert list(now["id"]) == list(stored["id"]) and list(now["subset"]) == list(stored["subset"])
+    for col in stored.columns.drop(["id", "subset"]):
+        np.testing.assert_allclose(now[col], stored[col], atol=1e-4, err_msg=col)
+
+
 def test_runs_listing(root, capsys):
     df = list_runs(root)
     assert df.loc[0, "name"] == "demo-fast" and df.loc[0, "status"] == "complete"
