@@ -153,7 +153,7 @@ def _plain_tar(shard: str, st: os.stat_result) -> str:
                     while chunk := _read_chunk(src, module):
                         out.write(chunk)
             except OSError as exc:
-                from multimem.sources.base import DataError
+                from multimem.errors import DataError
 
                 raise DataError(f"{shard}: cannot write its decompressed copy to {dst.parent} ({exc}); free some "
                                 "space there or set MULTIMEM_CACHE to another folder") from None
@@ -200,7 +200,7 @@ def read_bytes(ref: str) -> bytes:
         try:
             return _read_member(*split)
         except DamagedShard as exc:
-            from multimem.sources.base import DataError
+            from multimem.errors import DataError
 
             raise DataError(f"{split[0]}: the shard is truncated or corrupt: {exc}. Re-create the shard, or "
                             "remove it from the data") from None

@@ -42,7 +42,7 @@ from multimem.splits import CANDIDATE, INDEPENDENT, SHARED, TRAIN_F
 from multimem.train import NOISE_SPACES
 
 STRATEGIES = ("noise", "captions", "removal", "regroup")
-RANKINGS = ("multimem", "cosine", "random", "multimem-kfold")
+RANKINGS = ("multimem", "cosine", "random", "multimem-kfold", "ids")
 POOLS = ("candidate", "train")
 MODALITIES = ("image", "text")
 
@@ -84,7 +84,8 @@ class CaptionParams:
 
 @dataclass
 class RemovalParams:
-    n: int = 100  # samples removed (the paper's best: 100-200); 0 = fine-tune only, the control
+    n: int | None = None  # samples removed (default 100, the paper's best: 100-200; with --ranking ids the list's
+    # length); 0 = fine-tune only, the control
     ranking: str = "multimem"  # multimem | cosine | random | multimem-kfold
     pool: str = "candidate"  # which training samples can be removed: candidate (S_C) or train (S_S ∪ S_C)
     finetune_epochs: int = 5  # epochs of fine-tuning f on the remaining training samples
@@ -92,8 +93,28 @@ class RemovalParams:
     ranking_seed: int = 0  # the random ranking's seed
     folds: int = 4  # K for the multimem-kfold ranking
     fold_seed: int = 0
+    ids: str | None = None  # --ranking ids: a file of sample ids in ranking order (multimem.curation.read_ids)
+
+    def __post_init__(self) -> None:
+        self.ids = str(Path(self.ids).resolve()) if self.ids else None  # resumable from another folder
+        if self.n is None:
+            self.n = len(self.id_list()) if self.ranking == "ids" and self.ids else 100
+
+    def id_list(self) -> list[str]:
+        from multimem.curation import ListError, read_ids
+
+        try:
+            return read_ids(self.ids)
+        except ListError as exc:
+            raise MitigationError(f"--ids: {exc}") from None
 
     def check(self) -> None:
+        if self.ranking == "ids" and not self.ids:
+            raise MitigationError("--ranking ids needs --ids FILE (sample ids in ranking order)")
+        if self.ids and self.ranking != "ids":
+            raise MitigationError(f"--ids applies to --ranking ids only, not {self.ranking}")
+        if self.ranking == "ids" and isinstance(self.n, int) and self.n > len(self.id_list()):
+            raise MitigationError(f"cannot remove {self.n} samples: {self.ids} lists {len(self.id_list())} ids")
         if self.ranking not in RANKINGS:
             raise MitigationError(f"unknown ranking {self.ranking!r}: use one of {', '.join(RANKINGS)}")
         if self.pool not in POOLS:
@@ -375,6 +396,19 @@ def rank_pool(parent: Run, run: Run, cfg, data: PairData, tok, params: RemovalPa
         score = (img * txt).sum(1)
     elif params.ranking == "random":
         score = np.random.default_rng(params.ranking_seed).permutation(len(rows)).astype(float)
+    elif params.ranking == "ids":  # the file's order is the ranking; every id must be a removable sample
+        listed = params.id_list()
+        where = {i: r for r, i in enumerate(ids)}
+        pool = set(int(r) for r in rows)
+        for i in listed:
+            if i not in where:
+                raise MitigationError(f"{params.ids}: unknown id {i!r}: not a sample of run {parent.name!r}")
+            if where[i] not in pool:
+                raise MitigationError(f"{params.ids}: id {i!r} is in {data.subset[where[i]]}, not in the "
+                                      f"{params.pool} pool f trained on" + (" (use --pool train for S_S samples)"
+                                                                             if data.subset[where[i]] == SHARED else ""))
+        position = {where[i]: k for k, i in enumerate(listed)}
+        score = np.array([float(len(listed) - position[r]) if r in position else -np.inf for r in rows])
     elif params.ranking == "multimem-kfold":
         kfold = KFold(data, params.folds, params.fold_seed)
         train_references(run, cfg, data, tok, kfold, cfg.train.epochs, ())
@@ -504,23 +538,6 @@ def regroup_stages(params: RegroupParams):
 
 # ------------------------------------------------------------------------------------------------ comparison
 
-def shared_range_with_parent(run: Run, table: pd.DataFrame, parent_name: str) -> dict:
-    """One normalisation range for a derived run and its parent: max − min of both runs' raw scores together,
-    with both runs' mean scores on that scale (METHOD.md 3: never compare per-run ranges)."""
-    try:
-        parent = Run(run.root, parent_name)
-        ps = parent.scores()
-        prange = (parent.manifest().get("metric") or {}).get("normalisation", {}).get("range")
-    except (RunError, OSError) as exc:
-        return {"parent": parent_name, "range": None, "error": f"parent scores unavailable: {exc}"}
-    both = np.concatenate([ps["multimem_raw"].to_numpy(float), table["multimem_raw"].to_numpy(float)])
-    r = float(both.max() - both.min()) if len(both) else 0.0
-    r = r if r > 0 else 1.0
-    means = lambda t: {s: float(t.loc[t.subset == s, "multimem_raw"].mean() / r) for s in (CANDIDATE, INDEPENDENT, SHARED)}
-    return {"parent": parent_name, "range": r, "parent_range": prange, "mean_multimem": means(table),
-            "parent_mean_multimem": means(ps)}
-
-
 def utility_row(m: dict, tag: str = "f") -> dict:
     u = (m.get("utility") or {}).get(tag) or {}
     out = {k: u.get(k) for k in ("image_to_text_R@1", "image_to_text_R@5", "image_to_text_R@10",
@@ -534,8 +551,7 @@ def compare(parent: Run, child: Run) -> dict:
     """Memorization (raw and on one shared range) and f's utility, before and after; stored in the child."""
     pm, cm = parent.manifest(), child.manifest()
     ps, cs = parent.scores(), child.scores()
-    both = np.concatenate([ps["multimem_raw"].to_numpy(float), cs["multimem_raw"].to_numpy(float)])
-    r = float(both.max() - both.min()) or 1.0
+    r = summary.shared_range(ps, cs)
     out: dict[str, Any] = {"parent": parent.name, "shared_range": r, "subsets": {}}
     for s in (CANDIDATE, INDEPENDENT, SHARED):
         a = float(ps.loc[ps.subset == s, "multimem_raw"].mean())

@@ -276,6 +276,20 @@ def with_sample_columns(run: Run, table: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([samples, table], axis=1)
 
 
+def shared_range_with_parent(run: Run, table: pd.DataFrame, parent_name: str) -> dict:
+    """One normalisation range for a derived run and its parent, with both runs' subset means on that scale."""
+    try:
+        parent = Run(run.root, parent_name)
+        ps = parent.scores()
+        prange = (parent.manifest().get("metric") or {}).get("normalisation", {}).get("range")
+    except (RunError, OSError) as exc:
+        return {"parent": parent_name, "range": None, "error": f"parent scores unavailable: {exc}"}
+    r = run_summary.shared_range(ps, table)
+    means = lambda t: {s: v / r for s, v in run_summary.subset_means(t, "multimem_raw").items()}
+    return {"parent": parent_name, "range": r, "parent_range": prange, "mean_multimem": means(table),
+            "parent_mean_multimem": means(ps)}
+
+
 def score_stage(run: Run, cfg: RunConfig, data: PairData) -> None:
     """Scores of the scored samples and clean embeddings of every sample; under torchrun every rank calls it with
     the same data, each embeds its share, and rank 0 writes the run."""
@@ -314,8 +328,6 @@ def score_stage(run: Run, cfg: RunConfig, data: PairData) -> None:
     normalisation = summary["normalisation"]
     parent = (run.manifest().get("lineage") or {}).get("parent")
     if parent:  # a derived run: also the range shared with its parent, for comparing on one scale (METHOD.md 3)
-        from multimem.mitigate import shared_range_with_parent
-
         normalisation = {**normalisation, "shared_range_with_parent": shared_range_with_parent(run, table, parent)}
     run.update(metric={**cfg.metric.to_dict(), "heldout_size": summary["heldout"],  # |H| used: S_E may be smaller
                        "heldout_requested": cfg.metric.heldout_size, "n_scored": summary["n_scored"],

@@ -23,7 +23,7 @@ from typing import Any, Iterator
 import pandas as pd
 
 from multimem.atomic import atomic_write_json
-from multimem.sources.base import DataError
+from multimem.errors import RunError
 
 DEFAULT_ROOT = Path(os.environ.get("MULTIMEM_RUNS", "runs"))
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -31,8 +31,6 @@ RUNNING, FAILED, COMPLETE, INCOMPLETE = "running", "failed", "complete", "incomp
 STAGES = ("train_f", "train_g", "score", "evaluate", "index")  # a run is complete when all are done
 
 
-class RunError(DataError):
-    pass
 
 
 def check_name(name: str) -> str:

@@ -126,6 +126,14 @@ def paired_change(before: pd.DataFrame, after: pd.DataFrame, subset: str, column
                            seed=seed)
 
 
+def shared_range(*tables: pd.DataFrame) -> float:
+    """One normalisation range for several runs: max − min of all their raw scores together (METHOD.md 3: runs
+    are compared on raw scores or on one shared range, never on ranges taken per run); 1 when there is no spread."""
+    both = np.concatenate([t["multimem_raw"].to_numpy(float) for t in tables]) if tables else np.zeros(0)
+    r = float(both.max() - both.min()) if len(both) else 0.0
+    return r if r > 0 else 1.0
+
+
 def subset_means(table: pd.DataFrame, column: str = "multimem") -> dict[str, float]:
     return {s: float(table.loc[table["subset"] == s, column].mean()) for s in SCORED}
 

@@ -122,8 +122,7 @@ def write_outputs(root: Path | str, parent: str, strategy: str, runs: list[dict]
     missing = [run.name for run, _ in members if run.status() != COMPLETE]
     if missing:
         raise mit.MitigationError(f"runs not complete: {', '.join(missing)}; run the sweep again to resume")
-    raws = np.concatenate([run.scores()["multimem_raw"].to_numpy(float) for run, _ in members])
-    value_range = float(raws.max() - raws.min()) or 1.0
+    value_range = summary.shared_range(*(run.scores() for run, _ in members))
     parent_scores = parent_run.scores()
     rows = [_row(run, pm, r, strategy, value_range, parent_scores) for run, r in members]
     # values equal to the parent's setting appear as the parent's row, once per series that asked for them

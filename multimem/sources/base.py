@@ -6,9 +6,7 @@ from typing import Any
 
 from PIL import Image
 
-
-class DataError(ValueError):
-    """Bad input: the message names the file, row or parameter and says what to do."""
+from multimem.errors import DataError
 
 
 @dataclass(frozen=True, slots=True)  # slots: no per-sample __dict__ (millions of pairs)
