@@ -1,7 +1,7 @@
 """Background runs started from the dashboard: the CLI as a subprocess, its log, and its state.
 
 The app never trains in its own process (DESIGN.md): it starts `python -m multimem train --all ...`, writes the
-job's output to <runs root>/<name>/job.log, and reads progress from the run's manifest (manifest["progress"]).
+job's output to <runs root>/<name>/job.log, and reads progress from the run's progress file (Run.progress).
 """
 from __future__ import annotations
 
@@ -207,7 +207,7 @@ def state(root: Path, name: str, returncode: int | None = None) -> dict:
     out: dict = {"status": "starting", "progress": None, "error": None, "stages": {}}
     if run.exists():
         m = run.manifest()
-        out.update(status=run.status(), progress=m.get("progress"), error=m.get("error"), stages=m.get("stages") or {})
+        out.update(status=run.status(), progress=run.progress(), error=m.get("error"), stages=m.get("stages") or {})
     if returncode not in (None, 0) and out["status"] in ("starting", "running", "incomplete"):
         out["status"] = "failed"
         out["error"] = out["error"] or f"the job exited with code {returncode}; see its log"
@@ -219,7 +219,7 @@ def state(root: Path, name: str, returncode: int | None = None) -> dict:
 def describe(state: dict) -> tuple[str | None, float, str]:
     """The stage a job is in, how far it is (0..1) and a line for its progress bar.
 
-    Training (steps) and scoring (samples embedded) report in manifest["progress"]; the stages after them only mark
+    Training (steps) and scoring (samples embedded) report in the run's progress file; the stages after them only mark
     themselves done, so for them the bar shows stages done out of all."""
     done = [s for s in STAGES if (state.get("stages") or {}).get(s) == "done"]
     current = next((s for s in STAGES if s not in done), None)

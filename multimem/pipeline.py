@@ -148,14 +148,15 @@ def unknown_tokens(data: PairData, tokenizer) -> dict[str, int]:
     return {"all": int(unk.sum()), "extra": int(unk[extra].sum()), "captions_with_unknown": int((unk > 0).sum())}
 
 
-def _progress(run: Run, stage: str, unit: str = "steps") -> Callable[[int, int], None]:
+def _progress(run: Run, stage: str, unit: str = "steps", **extra: Any) -> Callable[[int, int], None]:
+    """A callback that records a stage's progress in the run's progress file, at most about once a second."""
     last = [0.0]
 
     def report(done: int, total: int) -> None:
         t = time.time()
         if t - last[0] > 1.0 or done == total:
             last[0] = t
-            run.update(progress={"stage": stage, "done": done, "total": total, "unit": unit, "time": t})
+            run.report_progress({"stage": stage, "done": done, "total": total, "unit": unit, "time": t, **extra})
 
     return report
 
@@ -239,7 +240,7 @@ def train_stage(run: Run, cfg: RunConfig, data: PairData, tokenizer, tag: str, *
         with run.lock(f"r{k}"):  # a replica job (train_replica) may be training this one
             model, history = train(data, data.rows(*subsets), cfg.model, tokenizer, settings, work,
                                    desc=f"train {label}",
-                                   on_step=_progress(run, f"train_{tag}" + (f" replica {k + 1}" if k else "")),
+                                   on_step=_progress(run, f"train_{tag}", replica=k, replicas=cfg.replicas),
                                    **train_options)
         models.save_checkpoint(run.path("checkpoints", name), model, cfg.model, tokenizer,
                                epoch=cfg.train.epochs, train_config=settings.to_dict())
@@ -452,6 +453,7 @@ def execute(run: Run, cfg: RunConfig, stages: tuple[str, ...] = STAGES, lineage:
             run.update(status=FAILED, error=f"{type(exc).__name__}: {exc}")
             raise
         done = all(run.stage_done(s) for s in STAGES)
+        run.report_progress(None)
         m = run.update(status=COMPLETE if done else "incomplete", progress=None,
                        timings={"last_invocation": round(time.time() - t_start, 2)})
     return m

@@ -28,7 +28,8 @@ from multimem.errors import RunError
 DEFAULT_ROOT = Path(os.environ.get("MULTIMEM_RUNS", "runs"))
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 RUNNING, FAILED, COMPLETE, INCOMPLETE = "running", "failed", "complete", "incomplete"
-STAGES = ("train_f", "train_g", "score", "evaluate", "index")  # a run is complete when all are done
+STAGES = ("train_f", "train_g", "score", "evaluate", "index")
+PROGRESS = "progress.json"  # a run is complete when all are done
 
 
 
@@ -88,6 +89,23 @@ class Run:
                 m[key] = value
         self.write_manifest(m)
         return m
+
+    # progress of the running stage: its own small file, so the manifest is written only when a stage ends
+    def report_progress(self, progress: dict[str, Any] | None) -> None:
+        """Record where the running stage is (about once a second), or clear it (None)."""
+        if progress is None:
+            self.path(PROGRESS).unlink(missing_ok=True)
+        else:
+            atomic_write_json(self.path(PROGRESS), progress)
+
+    def progress(self) -> dict[str, Any] | None:
+        """The running stage's progress: {stage, done, total, unit, time, ...}, or None."""
+        try:
+            return json.loads(self.path(PROGRESS).read_text(encoding="utf-8"))
+        except FileNotFoundError:  # runs written before progress had its own file kept it in the manifest
+            return (self.manifest().get("progress") if self.exists() else None) or None
+        except (OSError, ValueError):
+            return None
 
     def stage_done(self, stage: str) -> bool:
         return self.exists() and self.manifest().get("stages", {}).get(stage) == "done"

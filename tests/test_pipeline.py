@@ -204,15 +204,18 @@ def test_score_stage_reports_progress_and_rewrites_the_same_embeddings(run, tmp_
     cfg = pipeline.RunConfig.from_dict(copy.manifest()["config"])
     data, _ = pipeline.prepare(copy, cfg)
     data.tokenize(pipeline._tokenizer(copy, cfg, data))
-    seen, update = [], Run.update
+    seen, report, writes = [], Run.report_progress, []
 
-    def recording_update(self, **fields):
-        if fields.get("progress"):
-            seen.append(fields["progress"])
-        return update(self, **fields)
+    def recording_report(self, progress):
+        if progress:
+            seen.append(progress)
+        return report(self, progress)
 
-    monkeypatch.setattr(Run, "update", recording_update)
+    monkeypatch.setattr(Run, "report_progress", recording_report)
+    monkeypatch.setattr(Run, "write_manifest", lambda self, m, w=Run.write_manifest: (writes.append(1), w(self, m)))
     pipeline.score_stage(copy, cfg, data)
+    assert copy.progress() == seen[-1]  # in its own file; the manifest is written only when the stage ends
+    assert len(writes) <= 3
     assert seen and seen[-1]["stage"] == "score" and seen[-1]["unit"] == "samples"
     assert seen[-1]["done"] == seen[-1]["total"] == 2 * 400
     for key in ("f_image", "f_text", "g_image", "g_text"):
