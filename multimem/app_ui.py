@@ -149,6 +149,43 @@ def grid(cards: Sequence[explore.Card]) -> None:
         st.html(explore.grid_html(cards))
 
 
+CARD_LINK_CSS = """<style>
+div[class*="st-key-mmcard_"]{position:relative;border:1px solid #ddd;border-radius:8px;padding:8px 6px 4px;gap:2px}
+div[class*="st-key-mmcard_"]:hover,div[class*="st-key-mmcard_"]:focus-within{border-color:#888;
+  box-shadow:0 1px 4px rgba(0,0,0,.15)}
+div[class*="st-key-mmcard_"] .mm-card{border:none;padding:0;background:transparent}
+div[class*="st-key-mmcard_"] [data-testid="stPageLink"] a::after{content:"";position:absolute;inset:0;z-index:1}
+div[class*="st-key-mmcard_"] [data-testid="stCheckbox"]{position:relative;z-index:2}
+</style>"""
+
+
+def link_grid(cards: Sequence[explore.Card], ids: Sequence[str], run: str, per_row: int = 4,
+              listed: set[str] | None = None, tag_list: str = "", scroll: int = 0) -> None:
+    """Cards that open their Sample page inside the app (st.page_link: no page load, the session and its state
+    stay; the link is a keyboard stop, Enter opens it, and the whole card is its click target). With `tag_list`,
+    each card has a checkbox that tags its pair into that list. `scroll` > 0 scrolls the grid into view (after
+    paging, so the new page's first cards show instead of the page's bottom)."""
+    from multimem import app_curation
+
+    st.html(explore.GRID_CSS + CARD_LINK_CSS)
+    anchor = st.container(key="mmgrid_top")
+    if scroll:
+        with anchor:
+            st.html(f"<script>/* {scroll} */ (function(){{const el=document.querySelector('.st-key-mmgrid_top');"
+                    "if(el){el.scrollIntoView({block:'start',behavior:'instant'});}})();</script>",
+                    unsafe_allow_javascript=True)
+    for start in range(0, len(cards), per_row):
+        cols = st.columns(per_row)
+        for j, (col, card, sid) in enumerate(zip(cols, cards[start:start + per_row], ids[start:start + per_row])):
+            with col.container(key=f"mmcard_{start + j}"):
+                st.html(explore.card_html(explore.Card(**{**card.__dict__, "href": None})))
+                st.page_link("pages/sample.py", label="Open pair", icon=":material/open_in_full:",
+                             query_params={"page": "sample", "run": run, "id": sid},
+                             help=explore.plain(card.caption, 200))
+                if tag_list:
+                    app_curation.tag_toggle(run, tag_list, sid, sid in (listed or set()), key=f"tag_{sid}")
+
+
 def sample_card(run: str, row: Mapping[str, Any], lines: list[str] | None = None,
                 score: float | None = None) -> explore.Card:
     """A grid tile for one sample, linking to its Sample page."""

@@ -290,9 +290,12 @@ MITIGATION_OPTIONS = {  # option -> (kind, help)
                  "0 = fine-tune only, the control)"),
     "ranking": ("str", "removal: how samples are ranked: multimem (the parent's scores, S_C only), cosine (f's "
                        "image-text cosine), random, or multimem-kfold (K reference models score every training "
-                       "sample) (default multimem)"),
+                       "sample), or ids (the order of --ids FILE) (default multimem)"),
     "pool": ("str", "removal: removable samples: candidate (S_C, the ones with MultiMem scores) or train "
                     "(S_S and S_C; needs --ranking cosine, random or multimem-kfold) (default candidate)"),
+    "ids": ("str", "removal: with --ranking ids, a file of sample ids in ranking order: one id per line, or a "
+                   "CSV/Parquet file with an 'id' column (a dashboard list: RUN/lists/NAME.json); --n defaults to "
+                   "the number of ids"),
     "finetune_epochs": ("int", "removal: epochs of fine-tuning f on the remaining samples (default 5)"),
     "finetune_lr_scale": ("float", "removal: fine-tuning peak learning rate as a multiple of the parent's (default 0.1)"),
     "ranking_seed": ("int", "removal: seed of the random ranking (default 0)"),

@@ -41,6 +41,59 @@ COLUMNS = {
     "sslmem_text": "SSLMem text",
 }
 SORTS = {**COLUMNS, "id": "sample id"}
+# calibrated scores (multimem.summary): sortable, on the scatter and filterable only in a table that has them
+CALIBRATED = {"multimem_calibrated": "MultiMem calibrated (raw − S_S mean)",
+              "multimem_calibrated_label": "MultiMem calibrated per label (raw − S_S mean of its label)"}
+SCORE_FILTERS = ("multimem", *CALIBRATED)  # what the score range filters on (URL `score`)
+
+
+def columns_for(df: pd.DataFrame | None) -> dict[str, str]:
+    """COLUMNS, plus the calibrated scores when the table has them."""
+    cols = df.columns if df is not None else ()
+    return {**COLUMNS, **{c: t for c, t in CALIBRATED.items() if c in cols}}
+
+
+def sorts_for(df: pd.DataFrame | None) -> dict[str, str]:
+    return {**columns_for(df), "id": "sample id"}
+
+
+def norm_factor(df: pd.DataFrame) -> float:
+    """1 / the run's normalisation range, read off the table (multimem = multimem_raw / range)."""
+    raw, norm = df["multimem_raw"].to_numpy(float), df["multimem"].to_numpy(float)
+    ok = np.isfinite(raw) & np.isfinite(norm) & (np.abs(raw) > 1e-12)
+    return float(np.median(norm[ok] / raw[ok])) if ok.any() else 1.0
+
+
+def score_values(df: pd.DataFrame, column: str = "multimem") -> np.ndarray:
+    """A score column on the normalised scale (raw-unit columns divided by the run's range), for the range filter."""
+    if column == "multimem" or column not in df.columns:
+        return df["multimem"].to_numpy(float)
+    return df[column].to_numpy(float) * norm_factor(df)
+
+
+def subset_percentiles(table: pd.DataFrame, rows: pd.DataFrame, column: str = "multimem") -> np.ndarray:
+    """Each row's percentile (0-100) of `column` among the scored pairs of its own subset in `table`."""
+    out = np.full(len(rows), np.nan)
+    for subset in rows["subset"].unique():
+        ref = np.sort(table.loc[table["subset"] == subset, column].to_numpy(float))
+        here = (rows["subset"] == subset).to_numpy()
+        if len(ref):
+            out[here] = np.searchsorted(ref, rows.loc[here, column].to_numpy(float), side="right") / len(ref) * 100
+    return out
+
+
+def ordinal(n: float) -> str:
+    k = int(round(n))
+    suffix = "th" if 10 <= k % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(k % 10, "th")
+    return f"{k}{suffix}"
+
+
+def colour_range(values: Sequence[float]) -> float:
+    """Half-width of a colour scale symmetric around 0 that fits the data (its largest |value|, never 0)."""
+    v = np.abs(np.asarray(values, dtype=float))
+    v = v[np.isfinite(v)]
+    top = float(v.max()) if len(v) else 0.0
+    return top if top > 0 else 1.0
 INJECTED = ("any", "yes", "no")
 PER_PAGE = (12, 24, 48, 96)
 COMPARE_MODES = {"shared": "one shared normalisation range", "raw": "raw differences (CMC_f − CMC_g)"}
@@ -240,11 +293,18 @@ class BrowseView:
     x: str = "cmc_g"
     y: str = "cmc_f"
     region: Region | None = None
+    score: str = "multimem"  # the column lo..hi filters, on the normalised scale (score_values)
+    list: str = ""  # a curation list of the run (multimem.curation): tags go into it
+    only: bool = False  # show only the pairs of `list`
 
 
-def parse_browse(params: Params, labels: Sequence[str] = ()) -> tuple[BrowseView, list[str]]:
-    """The Browse view a link asks for, every value validated; problems say what was replaced by a default."""
+def parse_browse(params: Params, labels: Sequence[str] = (),
+                 columns: Mapping[str, str] | None = None) -> tuple[BrowseView, list[str]]:
+    """The Browse view a link asks for, every value validated; problems say what was replaced by a default.
+
+    `columns`: the sortable columns of the run's table (columns_for), COLUMNS when not given."""
     d, problems = BrowseView(), []
+    columns = dict(columns or COLUMNS)
     subsets = tuple(s for s in _all(params, "subset") if s in SCORED_SUBSETS)
     bad = [s for s in _all(params, "subset") if s not in SCORED_SUBSETS]
     if bad:
@@ -272,15 +332,28 @@ def parse_browse(params: Params, labels: Sequence[str] = ()) -> tuple[BrowseView
         labels=tuple(known),
         text=text,
         injected=_choice(params, "injected", INJECTED, d.injected, problems),
-        sort=_choice(params, "sort", list(SORTS), d.sort, problems),
+        sort=_choice(params, "sort", [*columns, "id"], d.sort, problems),
         order=_choice(params, "order", ("desc", "asc"), d.order, problems),
         page=_int(params, "p", d.page, problems),
         per_page=int(_choice(params, "n", [str(n) for n in PER_PAGE], str(d.per_page), problems)),
-        x=_choice(params, "x", list(COLUMNS), d.x, problems),
-        y=_choice(params, "y", list(COLUMNS), d.y, problems),
+        x=_choice(params, "x", list(columns), d.x, problems),
+        y=_choice(params, "y", list(columns), d.y, problems),
         region=region,
+        score=_choice(params, "score", [c for c in SCORE_FILTERS if c in columns], d.score, problems),
+        list=_list_name(_one(params, "list"), problems),
+        only=_one(params, "only") in ("1", "yes", "true"),
     )
     return view, problems
+
+
+def _list_name(value: str | None, problems: list[str]) -> str:
+    if not value:
+        return ""
+    try:
+        return check_name(value)
+    except RunError:
+        problems.append(f"'list={plain(value)}' is not a valid list name; showing every pair")
+        return ""
 
 
 def browse_params(view: BrowseView) -> dict[str, str | list[str]]:
@@ -305,6 +378,12 @@ def browse_params(view: BrowseView) -> dict[str, str | list[str]]:
         out["n"] = str(view.per_page)
     if view.region is not None:
         out["sel"] = view.region.to_param()
+    if view.score != d.score:
+        out["score"] = view.score
+    if view.list:
+        out["list"] = view.list
+    if view.list and view.only:
+        out["only"] = "1"
     return out
 
 
@@ -349,7 +428,7 @@ def filter_mask(df: pd.DataFrame, view: BrowseView, text: pd.Series | None = Non
     """Rows matching every filter of the view (the scatter region included)."""
     # combined with `&`, never in place: pandas may hand out read-only arrays
     mask = df["subset"].isin(view.subsets).to_numpy(dtype=bool)
-    score = df["multimem"].to_numpy()
+    score = score_values(df, view.score)
     if view.lo > -1.0:
         mask = mask & (score >= view.lo)
     if view.hi < 1.0:
@@ -526,6 +605,8 @@ class Card:
     score: float | None = None  # normalised MultiMem, coloured
     lines: list[str] = field(default_factory=list)  # small print under the caption (plain text)
     badge: str | None = None  # e.g. "injected"
+    score_note: str = ""  # after the score, e.g. "± 0.012" (its standard error over replicas)
+    title: str = ""  # tooltip of the score: what the number is
 
 
 def score_colour(score: float | None) -> str:
@@ -544,6 +625,7 @@ GRID_CSS = """
 .mm-cap{font-size:.9rem;line-height:1.25;margin-top:6px;text-align:center;overflow-wrap:anywhere;color:#222}
 .mm-score{font-weight:600;font-size:.95rem;margin-top:4px}
 .mm-line{font-size:.75rem;color:#666;text-align:center;overflow-wrap:anywhere}
+.mm-se{font-weight:400;font-size:.8rem;color:#555}
 .mm-badge{font-size:.7rem;background:#fde7e7;color:#b3261e;border-radius:4px;padding:0 5px;margin-top:3px}
 </style>
 """
@@ -553,7 +635,9 @@ def card_html(card: Card) -> str:
     e = html.escape
     parts = [f'<img src="{e(card.image)}" alt="{e(card.caption)}">', f'<div class="mm-cap">{e(card.caption)}</div>']
     if card.score is not None:
-        parts.append(f'<div class="mm-score" style="color:{score_colour(card.score)}">{card.score:+.3f}</div>')
+        note = f' <span class="mm-se">{e(card.score_note)}</span>' if card.score_note else ""
+        tip = f' title="{e(card.title)}"' if card.title else ""
+        parts.append(f'<div class="mm-score" style="color:{score_colour(card.score)}"{tip}>{card.score:+.3f}{note}</div>')
     if card.badge:
         parts.append(f'<div class="mm-badge">{e(card.badge)}</div>')
     parts += [f'<div class="mm-line">{e(line)}</div>' for line in card.lines]

@@ -143,3 +143,76 @@ def test_a_cancelled_job_leaves_a_resumable_incomplete_run(tmp_path):
     assert m["status"] == "incomplete" and "resume" in m["error"]
     assert Run(root, "stopme").status() == "incomplete"
     assert "interrupted" in jobs.log_tail(root, "stopme")
+
+
+# ---------------------------------------------------------------- 2. Browse
+
+@pytest.fixture
+def own_demo(app_runs, tmp_path) -> Path:
+    """A runs root of its own with a copy of 'demo' (lists and derived runs must not leak into other tests)."""
+    root = tmp_path / "runs"
+    shutil.copytree(app_runs / "demo", root / "demo", ignore=shutil.ignore_patterns(".lock", "lists"))
+    return root
+
+
+def cards_html(at: AppTest) -> str:
+    return "".join(h.value for h in at.html if "mm-card" in h.value)
+
+
+def test_scatter_colours_are_symmetric_and_fitted_to_the_data(app_runs, monkeypatch, demo_tables):
+    at = page(app_runs, monkeypatch, "browse", run="demo")
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    marker = spec["data"][0]["marker"]
+    _, _, scores = demo_tables
+    top = scores.loc[scores.subset == "candidate", "multimem"].abs().max()  # the points shown: S_C
+    assert marker["cmin"] == -marker["cmax"] and marker["cmid"] == 0
+    assert marker["cmax"] == pytest.approx(top) and marker["cmax"] < 1
+
+
+def test_card_scores_say_what_they_are_with_their_standard_error(own_demo, monkeypatch):
+    scores = pd.read_parquet(own_demo / "demo" / "scores.parquet")
+    scores["multimem_se"] = scores["multimem_raw"].abs() * 0 + 0.001  # as a --replicas K run has it
+    scores.to_parquet(own_demo / "demo" / "scores.parquet")
+    at = page(own_demo, monkeypatch, "browse", run="demo")
+    body = cards_html(at)
+    cand = scores[scores.subset == "candidate"].sort_values(["multimem", "id"], ascending=[False, True])
+    assert "100th percentile in S_C · 0 = f and g agree" in body
+    factor = (cand["multimem"] / cand["multimem_raw"]).median()
+    assert f"± {0.001 * factor:.3f}" in body and "standard error over the run" in body
+
+
+def test_calibrated_scores_sort_and_filter_only_when_the_table_has_them(own_demo, monkeypatch, demo_tables):
+    _, _, scores = demo_tables
+    assert "multimem_calibrated" in scores
+    at = page(own_demo, monkeypatch, "browse", run="demo", sort="multimem_calibrated", order="asc",
+              score="multimem_calibrated", lo="0")
+    assert at.selectbox(key="b_sort").value == "multimem_calibrated"
+    assert "MultiMem calibrated (raw − S_S mean)" in at.selectbox(key="b_sort").options
+    from multimem import explore
+
+    values = explore.score_values(scores, "multimem_calibrated")
+    expected = scores[(scores.subset == "candidate") & (values >= 0)].sort_values(
+        ["multimem_calibrated", "id"], ascending=[True, True])
+    captions = [c for c in __import__("re").findall(r'<div class="mm-cap">(.*?)</div>', cards_html(at))]
+    import html as _html
+    assert [_html.unescape(c) for c in captions] == expected["caption"].head(24).tolist()
+    # a table without the calibrated columns: not offered, a link asking for them gets a note
+    plain = scores.drop(columns=[c for c in scores if c.startswith("multimem_calibrated")])
+    plain.to_parquet(own_demo / "demo" / "scores.parquet")
+    at = page(own_demo, monkeypatch, "browse", run="demo", sort="multimem_calibrated")
+    assert not any("calibrated" in o for o in at.selectbox(key="b_sort").options)
+    assert any("sort=multimem" in w.value and "calibrated" in w.value for w in at.warning)
+
+
+def test_a_huge_page_number_is_clamped_with_a_note(app_runs, monkeypatch):
+    at = page(app_runs, monkeypatch, "browse", run="demo", p="99999")
+    assert at.number_input(key="b_page").value == 3  # 60 candidates, 24 a page
+    assert any("Page 99,999 does not exist" in w.value and "showing page 3" in w.value for w in at.warning)
+
+
+def test_cards_open_their_sample_inside_the_app(app_runs, monkeypatch):
+    at = page(app_runs, monkeypatch, "browse", run="demo")
+    links = [e.proto for e in at.get("page_link")]
+    assert len(links) == 24 and all(p.page == "sample" for p in links)  # st.page_link: no page load
+    assert links[0].query_string.startswith("page=sample&run=demo&id=")
+    assert "mm-card" in cards_html(at) and 'target="_blank"' not in cards_html(at)
