@@ -185,13 +185,30 @@ def merge_history(run: Run, tag: str, replica: int) -> None:
         path.unlink()
 
 
-def train_replica(run: Run, replica: int) -> list[str]:
-    """Train replica `replica` of f and of g of an existing run as a job of its own (a SLURM array task, another
-    machine sharing the run folder): it writes only that replica's checkpoints and loss histories, under its own
-    lock, so K such jobs run side by side; the next `multimem train` (or `score`) of the run takes them up.
-    Returns the checkpoints written."""
+def train_one(run: Run, cfg: RunConfig, data: PairData, tokenizer, tag: str, replica: int,
+              on_step: Callable[[int, int], None] | None = None, **train_options) -> pd.DataFrame:
+    """Train replica `replica` of f (tag "f") or g with seed + replica, under that replica's lock (a job of its own
+    may be training it), save its checkpoint and return its loss history; resumes from its last epoch checkpoint."""
     from multimem.train import train
 
+    settings = dataclasses.replace(cfg.train, seed=cfg.train.seed + replica)
+    work = run.path("checkpoints", f"work_{tag}" if replica == 0 else f"work_{tag}.r{replica}")
+    label = tag if cfg.replicas == 1 else f"{tag} replica {replica + 1}/{cfg.replicas}"
+    with run.lock(f"r{replica}"):
+        model, history = train(data, data.rows(*(TRAIN_F if tag == "f" else TRAIN_G)), cfg.model, tokenizer,
+                               settings, work, desc=f"train {label}", on_step=on_step, **train_options)
+        models.save_checkpoint(run.path("checkpoints", checkpoint_name(tag, replica)), model, cfg.model, tokenizer,
+                               epoch=cfg.train.epochs, train_config=settings.to_dict())
+    for p in work.glob("*.pt"):
+        p.unlink()
+    return pd.DataFrame(history).assign(model=tag, replica=replica)
+
+
+def train_replica(run: Run, replica: int) -> list[str]:
+    """Train replica `replica` of f and of g of an existing run as a job of its own (a SLURM array task, another
+    machine sharing the run folder): it writes only that replica's checkpoints and loss histories, so K such jobs
+    run side by side; the next `multimem score` (or `train`) of the run takes them up. Returns the checkpoints
+    written."""
     m = run.manifest()
     cfg = RunConfig.from_dict(m["config"])
     if not 0 <= replica < cfg.replicas:
@@ -199,59 +216,33 @@ def train_replica(run: Run, replica: int) -> list[str]:
                        f"{cfg.replicas} replicas)")
     if "token_map" not in (m.get("model") or {}):
         raise RunError(f"run {run.name!r} has no split yet; make it with `multimem split --replicas {cfg.replicas}`")
+    data, _, _ = read_data(run, cfg)
+    tok = _tokenizer(run, cfg, data)
+    data.tokenize(tok)
     written = []
-    with run.lock(f"r{replica}"):
-        data, _, _ = read_data(run, cfg)
-        tok = _tokenizer(run, cfg, data)
-        data.tokenize(tok)
-        for tag, subsets in (("f", TRAIN_F), ("g", TRAIN_G)):
-            name = checkpoint_name(tag, replica)
-            if run.path("checkpoints", name).exists():
-                continue
-            settings = dataclasses.replace(cfg.train, seed=cfg.train.seed + replica)
-            work = run.path("checkpoints", f"work_{tag}" if replica == 0 else f"work_{tag}.r{replica}")
-            model, history = train(data, data.rows(*subsets), cfg.model, tok, settings, work,
-                                   desc=f"train {tag} replica {replica + 1}/{cfg.replicas}")
-            atomic_parquet(pd.DataFrame(history).assign(model=tag, replica=replica),
-                           replica_history_path(run, tag, replica))
-            models.save_checkpoint(run.path("checkpoints", name), model, cfg.model, tok, epoch=cfg.train.epochs,
-                                   train_config=settings.to_dict())
-            for p in work.glob("*.pt"):
-                p.unlink()
-            written.append(name)
+    for tag in ("f", "g"):
+        if not run.path("checkpoints", checkpoint_name(tag, replica)).exists():
+            hist = train_one(run, cfg, data, tok, tag, replica)
+            atomic_parquet(hist, replica_history_path(run, tag, replica))
+            written.append(checkpoint_name(tag, replica))
     return written
 
 
 def train_stage(run: Run, cfg: RunConfig, data: PairData, tokenizer, tag: str, **train_options) -> None:
     """Train f (tag "f") or g, each replica in turn (a finished replica is kept when the stage resumes);
     `train_options` go to multimem.train.train (mitigations: regroup=...)."""
-    from multimem.train import train
-
-    subsets = TRAIN_F if tag == "f" else TRAIN_G
     t0 = time.time()
     for k in range(cfg.replicas):
-        name = checkpoint_name(tag, k)
-        if run.path("checkpoints", name).exists():
+        if run.path("checkpoints", checkpoint_name(tag, k)).exists():
             merge_history(run, tag, k)  # trained by a separate job (train_replica): its history joins the run's
             continue
-        settings = dataclasses.replace(cfg.train, seed=cfg.train.seed + k)
-        work = run.path("checkpoints", f"work_{tag}" if k == 0 else f"work_{tag}.r{k}")
-        label = tag if cfg.replicas == 1 else f"{tag} replica {k + 1}/{cfg.replicas}"
-        with run.lock(f"r{k}"):  # a replica job (train_replica) may be training this one
-            model, history = train(data, data.rows(*subsets), cfg.model, tokenizer, settings, work,
-                                   desc=f"train {label}",
-                                   on_step=_progress(run, f"train_{tag}", replica=k, replicas=cfg.replicas),
-                                   **train_options)
-        models.save_checkpoint(run.path("checkpoints", name), model, cfg.model, tokenizer,
-                               epoch=cfg.train.epochs, train_config=settings.to_dict())
-        hist = pd.DataFrame(history).assign(model=tag, replica=k)
+        hist = train_one(run, cfg, data, tokenizer, tag, k, **train_options,
+                         on_step=_progress(run, f"train_{tag}", replica=k, replicas=cfg.replicas))
         write_history(run, tag, k, hist)
         if k == 0:
             last = hist[hist["epoch"] == hist["epoch"].max()]["loss"] if len(hist) else pd.Series(dtype=float)
             run.update(training={tag: {"epochs": cfg.train.epochs,
                                        "final_epoch_loss": float(last.mean()) if len(last) else None}})
-        for p in work.glob("*.pt"):
-            p.unlink()
     run.mark_stage(f"train_{tag}", time.time() - t0)
 
 
