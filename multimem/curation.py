@@ -106,8 +106,10 @@ def add_to_list(root: Path | str, run: str, name: str, ids: Iterable[str]) -> li
     """Tag samples: append `ids` (samples of the run) to list NAME of the run, creating it; returns the list.
 
     The one call for tagging from any page (Browse cards, the Sample page)."""
+    refuse_if_readonly("change a list")
     ids = [str(i) for i in ids]
-    unknown = [i for i in ids if i not in _known_ids(root, run)]
+    known = _known_ids(root, run)
+    unknown = [i for i in ids if i not in known]
     if unknown:
         raise ListError(f"{unknown[0]!r} is not a sample of run {run!r}")
     return _write(root, run, name, lambda old: list(dict.fromkeys([*old, *ids])))

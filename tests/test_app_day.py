@@ -216,3 +216,148 @@ def test_cards_open_their_sample_inside_the_app(app_runs, monkeypatch):
     assert len(links) == 24 and all(p.page == "sample" for p in links)  # st.page_link: no page load
     assert links[0].query_string.startswith("page=sample&run=demo&id=")
     assert "mm-card" in cards_html(at) and 'target="_blank"' not in cards_html(at)
+
+
+# ---------------------------------------------------------------- 3. curation lists
+
+def test_tagging_from_cards_makes_a_list_in_the_run_folder_and_filters_browse(own_demo, monkeypatch):
+    from multimem import curation
+
+    at = page(own_demo, monkeypatch, "browse", run="demo", list="keep")
+    boxes = [c for c in at.checkbox if c.key and c.key.startswith("tag_")]
+    assert len(boxes) == 24
+    first, third = boxes[0].key[4:], boxes[2].key[4:]
+    boxes[0].check().run(timeout=TIMEOUT)
+    next(c for c in at.checkbox if c.key == f"tag_{third}").check().run(timeout=TIMEOUT)
+    assert not at.exception and not at.error
+    saved = json.loads((own_demo / "demo" / "lists" / "keep.json").read_text())
+    assert saved["ids"] == [first, third] and saved["run"] == "demo"
+    at.toggle(key="b_only").set_value(True).run(timeout=TIMEOUT)
+    assert at.query_params["list"] == "keep" and at.query_params["only"] == "1"
+    assert any("**2** of 2 scored pairs match" in c.value for c in at.caption)
+    # a fresh session (a restart) opened from the link sees the same list
+    again = page(own_demo, monkeypatch, "browse", run="demo", list="keep", only="1")
+    assert sorted(c.key[4:] for c in again.checkbox if c.key and c.key.startswith("tag_")) == sorted([first, third])
+    assert all(c.value for c in again.checkbox if c.key and c.key.startswith("tag_"))
+    assert curation.list_names(own_demo, "demo") == ["keep"]
+    next(c for c in again.checkbox if c.key == f"tag_{first}").uncheck().run(timeout=TIMEOUT)
+    assert curation.read_list(own_demo, "demo", "keep") == [third]
+
+
+def test_list_names_ids_exports_and_id_files(own_demo, tmp_path, demo_tables):
+    from multimem import curation
+
+    _, _, scores = demo_tables
+    ids = scores.loc[scores.subset == "candidate", "id"].head(3).tolist()
+    for bad in ("../x", "", "a/b", ".hidden", "x" * 65):
+        with pytest.raises(curation.ListError):
+            curation.add_to_list(own_demo, "demo", bad, ids)
+    with pytest.raises(curation.ListError, match="'nope' is not a sample of run 'demo'"):
+        curation.add_to_list(own_demo, "demo", "mine", ["nope"])
+    assert curation.add_to_list(own_demo, "demo", "mine", ids + ids[:1]) == ids  # order kept, no repeats
+    table = curation.export_table(scores, curation.read_list(own_demo, "demo", "mine"))
+    assert table["id"].tolist() == ids
+    assert {"id", "caption", "captions", "image_ref", "multimem", "multimem_raw", "cmc_f", "cmc_g"} <= set(table)
+    assert pd.read_csv(__import__("io").BytesIO(curation.to_csv_bytes(table)))["id"].tolist() == ids
+    assert pd.read_parquet(__import__("io").BytesIO(curation.to_parquet_bytes(table)))["id"].tolist() == ids
+    (tmp_path / "a.txt").write_text("\n".join(ids) + "\n\n")
+    pd.DataFrame({"id": ids, "x": 1}).to_csv(tmp_path / "a.csv", index=False)
+    pd.DataFrame({"id": ids}).to_parquet(tmp_path / "a.parquet")
+    for f in ("a.txt", "a.csv", "a.parquet"):
+        assert curation.read_ids(tmp_path / f) == ids
+    assert curation.read_ids(curation.list_path(own_demo, "demo", "mine")) == ids
+    pd.DataFrame({"key": ids}).to_csv(tmp_path / "b.csv", index=False)
+    with pytest.raises(curation.ListError, match="no 'id' column"):
+        curation.read_ids(tmp_path / "b.csv")
+    opts = curation.removal_options(own_demo, "demo", "mine")
+    assert opts["ranking"] == "ids" and opts["n"] == 3 and opts["pool"] == "candidate"
+    indep = scores.loc[scores.subset == "independent", "id"].iloc[0]
+    curation.add_to_list(own_demo, "demo", "mine", [indep])
+    with pytest.raises(curation.ListError, match="never trained on"):
+        curation.removal_options(own_demo, "demo", "mine")
+
+
+def test_cli_removal_ranked_by_an_ids_file(own_demo, tmp_path, demo_tables, capsys):
+    from multimem import cli
+
+    _, _, scores = demo_tables
+    ids = scores.loc[scores.subset == "candidate"].sort_values("multimem")["id"].head(4).tolist()  # least first
+    (tmp_path / "ids.txt").write_text("\n".join(ids) + "\n")
+    (tmp_path / "bad.txt").write_text(f"{ids[0]}\nno-such-id\n")
+    base = ["mitigate", "--from", "demo", "--strategy", "removal", "--runs-root", str(own_demo), "--ranking", "ids",
+            "--finetune-epochs", "1"]
+    assert cli.main(base + ["--ids", str(tmp_path / "bad.txt"), "--name", "bad"]) == 2
+    err = capsys.readouterr().err
+    assert "bad.txt" in err and "unknown id 'no-such-id'" in err
+    assert cli.main(base + ["--n", "9", "--ids", str(tmp_path / "ids.txt")]) == 2
+    assert "lists 4 ids" in capsys.readouterr().err
+    assert cli.main(base + ["--ids", str(tmp_path / "ids.txt"), "--name", "demo.rm-list"]) == 0
+    run = Run(own_demo, "demo.rm-list")
+    m = run.manifest()
+    assert m["status"] == "complete" and m["lineage"]["mitigation"]["n"] == 4  # --n: the list's length
+    ranking = pd.read_parquet(run.path("mitigation", "ranking.parquet"))
+    assert ranking.head(4)["id"].tolist() == ids  # the file's order is the ranking
+
+
+# ---------------------------------------------------------------- 4. review mode
+
+def test_review_mode_turns_off_every_write(own_demo, monkeypatch):
+    from multimem import curation, review
+    from multimem.runs import RunError
+
+    monkeypatch.setenv("MULTIMEM_READONLY", "1")
+    at = page(own_demo, monkeypatch, "browse", run="demo", list="keep")
+    tags = [c for c in at.checkbox if c.key and c.key.startswith("tag_")]
+    assert tags and all(c.disabled for c in tags)
+    assert at.text_input(key="b_new_list").disabled and at.button(key="b_remove").disabled
+    assert [p.proto.page for p in at.get("page_link")].count("sample") == 24  # every view and link still works
+    runs = page(own_demo, monkeypatch, "runs", run="demo", state={"mit_open": True})
+    assert any("Review mode" in i.value for i in runs.info)
+    writers = [b for b in runs.button if b.key in ("run_start", "mit_start")] + \
+        [b for b in runs.button if b.proto.label == "Score"]
+    assert len(writers) == 3 and all(b.disabled for b in writers)
+    assert all(u.disabled for u in runs.get("file_uploader"))
+    # the library refuses as well, whatever a page draws
+    for call in (lambda: curation.add_to_list(own_demo, "demo", "keep", ["x"]),
+                 lambda: curation.delete_list(own_demo, "demo", "keep"),
+                 lambda: jobs.start(jobs.JobRequest(name="x"), own_demo),
+                 lambda: jobs.validate(jobs.JobRequest(name="x"), own_demo),
+                 lambda: jobs.cancel(own_demo, "demo")):
+        with pytest.raises(review.ReadOnlyError, match="review mode"):
+            call()
+    assert isinstance(review.ReadOnlyError("x"), RunError)
+    assert sorted(p.name for p in own_demo.iterdir()) == ["demo"] and not (own_demo / "demo" / "lists").exists()
+
+
+# ---------------------------------------------------------------- 5. the report
+
+def resources(doc: str) -> list[str]:
+    """src/href values (and CSS url()s) of the document outside its inline scripts: what a browser would fetch."""
+    import re
+
+    outside = re.sub(r"(?is)<script\b[^>]*>.*?</script>", "<script></script>", doc)
+    found = re.findall(r"""(?i)\b(?:src|href)\s*=\s*["']?([^"' >]+)""", outside)
+    found += re.findall(r"""(?i)url\(\s*["']?([^"')]+)""", outside)
+    found += re.findall(r"""(?i)<script\b[^>]*\bsrc\s*=\s*["']?([^"' >]+)""", doc)
+    return found
+
+
+def test_browse_report_is_one_self_contained_file(app_runs, monkeypatch, demo_tables, tmp_path):
+    import plotly.graph_objects as go
+
+    from multimem import app_ui, explore, report
+
+    at = page(app_runs, monkeypatch, "browse", run="demo")
+    assert any(b.proto.label == "Download report" for b in at.get("download_button"))
+    manifest, _, scores = demo_tables
+    cand = scores[scores.subset == "candidate"].sort_values(["multimem", "id"], ascending=[False, True]).head(24)
+    cards = [explore.Card(image=explore.thumbnail_uri(Image.open(r)), caption=c, href="./sample?id=1", score=0.1)
+             for r, c in zip(cand["image_ref"], cand["caption"])]
+    doc = report.view_report("Browse", "demo", manifest, cards=cards, figures=[go.Figure(go.Scattergl(x=[1], y=[2]))],
+                             link="http://localhost:8501/browse?page=browse&run=demo")
+    assert doc.count('class="mm-card"') == 24 and doc.count("data:image/webp;base64,") == 24
+    assert not [r for r in resources(doc) if r.lower().startswith(("http:", "https:", "//"))]
+    assert "Plotly.newPlot" in doc and "cdn.plot.ly" not in doc.split("Plotly.newPlot")[1]
+    assert "http://localhost:8501/browse?page=browse&amp;run=demo" in doc  # the link it came from, as text
+    assert '"epochs": 2' in doc or "config.train.epochs" in doc
+    (tmp_path / "report.html").write_text(doc, encoding="utf-8")
