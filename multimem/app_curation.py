@@ -61,21 +61,21 @@ def downloads(make, stem: str, key: str, what: str) -> None:
 
 def start_removal(run: str, name: str) -> None:
     """Start `multimem mitigate --strategy removal --ranking ids --ids RUN/lists/NAME.json` as a background job."""
-    from multimem import jobs, mitigate  # torch: only when asked
+    from multimem import jobs  # torch: only when asked
 
     root = app_cache.runs_root()
     try:
         review.refuse_if_readonly("start a removal")
         options = curation.removal_options(root, run, name)
         child = f"{run}.remove-{name}"
-        new, proc = mitigate.start_job(root, run, "removal", options, child)
+        new, proc = jobs.start_mitigation(root, run, "removal", options, child)
     except (curation.ListError, ValueError, OSError) as exc:  # MitigationError, RunError: DataErrors (ValueErrors)
         st.session_state["_removal_note"] = ("error", str(exc), None)
         return
     app_cache.jobs()[new] = proc
     st.session_state["_removal_note"] = ("ok", f"Started {new}: removes the {options['n']} pairs of list '{name}' "
                                                f"from f's training data and fine-tunes f; follow it on the Runs page.",
-                                         jobs.shell_command(mitigate.command(root, run, "removal", options, new)))
+                                         jobs.shell_command(jobs.mitigation_command(root, run, "removal", options, new)))
 
 
 def removal_note() -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from multimem import cli_scale, presets
 from multimem.runs import DEFAULT_ROOT, Run, RunError, list_runs
 from multimem.sources.base import DataError
+from multimem.strategy_options import OPTIONS, parse_option
 from multimem.summary import Interval
 from multimem.train import TrainingError
 
@@ -278,76 +279,17 @@ def cmd_runs(args) -> int:
 
 # ---- mitigation (multimem.mitigate, multimem.sweep): numbers are parsed here so a bad value is a one-line error
 
-MITIGATION_OPTIONS = {  # option -> (kind, help)
-    "std": ("float", "noise: σ of the Gaussian noise N(0, σ²) added to each coordinate of the chosen embeddings "
-                     "during training of f and g (default 0.1, the paper's best; see --noise-space)"),
-    "modalities": ("modalities", "noise: which embeddings get noise: image, text or both (default both)"),
-    "noise_space": ("str", "noise: where the noise enters: raw (the projection outputs, before l2-normalisation; "
-                     "default) or normalised (the unit vectors the loss sees; noise norm σ√d)"),
-    "captions_per_image": ("captions", "captions: each step draws one of the first K captions of every sample; "
-                                       "1 = one fixed caption, 'all' = every caption (default all)"),
-    "n": ("int", "removal: number of top-ranked training samples removed before fine-tuning f (default 100; "
-                 "0 = fine-tune only, the control)"),
-    "ranking": ("str", "removal: how samples are ranked: multimem (the parent's scores, S_C only), cosine (f's "
-                       "image-text cosine), random, or multimem-kfold (K reference models score every training "
-                       "sample), or ids (the order of --ids FILE) (default multimem)"),
-    "pool": ("str", "removal: removable samples: candidate (S_C, the ones with MultiMem scores) or train "
-                    "(S_S and S_C; needs --ranking cosine, random or multimem-kfold) (default candidate)"),
-    "ids": ("str", "removal: with --ranking ids, a file of sample ids in ranking order: one id per line, or a "
-                   "CSV/Parquet file with an 'id' column (a dashboard list: RUN/lists/NAME.json); --n defaults to "
-                   "the number of ids"),
-    "finetune_epochs": ("int", "removal: epochs of fine-tuning f on the remaining samples (default 5)"),
-    "finetune_lr_scale": ("float", "removal: fine-tuning peak learning rate as a multiple of the parent's (default 0.1)"),
-    "ranking_seed": ("int", "removal: seed of the random ranking (default 0)"),
-    "folds": ("int", "regroup and multimem-kfold: K reference models; each training sample is held out of "
-                     "exactly one (default 4)"),
-    "fold_seed": ("int", "regroup and multimem-kfold: seed of the fold assignment (default 0)"),
-    "every": ("int", "regroup: rescore the training samples every K epochs (default 10, the paper's)"),
-    "top": ("float", "regroup: share of training samples put into their own mini-batches (default 0.05)"),
-    "hot_crop_min": ("float", "regroup: targeted augmentation's smallest crop area (default 0.25; training 0.5)"),
-    "hot_jitter": ("float", "regroup: targeted augmentation's colour jitter (default 0.5; training 0.3)"),
-    "token_dropout": ("float", "regroup: targeted augmentation's caption word dropout probability (default 0.1)"),
-    "score_augmentations": ("int", "regroup: augmented views per sample for the in-training scores (default 2)"),
-}
-
-
-def _parse_value(option: str, text: str, kind: str):
-    flag = "--" + option.replace("_", "-")
-    text = text.strip()
-    try:
-        if kind == "float":
-            return float(text)
-        if kind == "int":
-            if not text.lstrip("-").isdigit():
-                raise ValueError
-            return int(text)
-        if kind == "captions":
-            return None if text.lower() == "all" else _parse_value(option, text, "int")
-        if kind == "modalities":
-            mods = [m.strip() for m in text.lower().split(",") if m.strip()]
-            mods = ["image", "text"] if mods in (["both"], ["all"]) else mods
-            if not mods or any(m not in ("image", "text") for m in mods):
-                raise ValueError
-            return tuple(mods)
-        return text
-    except ValueError:
-        what = {"float": "a number", "int": "a whole number", "captions": "a whole number or 'all'",
-                "modalities": "image, text or both"}.get(kind, "a value")
-        raise DataError(f"{flag} must be {what}, got {text!r}") from None
-
-
 def _mitigation_arguments(p: argparse.ArgumentParser) -> None:
     groups = {"noise": "noise on representations (--strategy noise)", "captions": "caption diversity (--strategy captions)",
               "removal": "post-training removal (--strategy removal)", "regroup": "in-training regrouping (--strategy regroup)"}
     made = {k: p.add_argument_group(v) for k, v in groups.items()}
-    for option, (_, text) in MITIGATION_OPTIONS.items():
-        group = made[text.split(":")[0].split(" and ")[0]]
-        group.add_argument("--" + option.replace("_", "-"), dest=option, default=None, metavar="VALUE", help=text)
+    for option, o in OPTIONS.items():
+        made[o.strategies[0]].add_argument("--" + option.replace("_", "-"), dest=option, default=None,
+                                           metavar="VALUE", help=o.cli_help())
 
 
 def _mitigation_values(args) -> dict:
-    return {opt: _parse_value(opt, getattr(args, opt), kind)
-            for opt, (kind, _) in MITIGATION_OPTIONS.items() if getattr(args, opt, None) is not None}
+    return {opt: parse_option(opt, getattr(args, opt)) for opt in OPTIONS if getattr(args, opt, None) is not None}
 
 
 def _print_comparison(m: dict) -> None:
@@ -393,8 +335,7 @@ def cmd_sweep(args) -> int:
     if args.strategy not in mitigate.STRATEGIES:
         raise DataError(f"unknown strategy {args.strategy!r}: use one of {', '.join(mitigate.STRATEGIES)}")
     key = mitigate.SWEPT[args.strategy]
-    kind = MITIGATION_OPTIONS[key][0]
-    values = [_parse_value(key, v, kind) for v in args.values.split(",") if v.strip()]
+    values = [parse_option(key, v) for v in args.values.split(",") if v.strip()]
     rankings = [r.strip() for r in args.rankings.split(",") if r.strip()] if args.rankings else None
     paths = sweep.run_sweep(args.runs_root, args.parent, args.strategy, values, _mitigation_values(args), rankings,
                             args.sweep_name)

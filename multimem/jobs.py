@@ -108,27 +108,62 @@ def validate(req: JobRequest, root: Path):
     return found
 
 
-def start(req: JobRequest, root: Path) -> subprocess.Popen:
-    """Start the job detached from the app's session; its output goes to the run's job.log.
-
-    Only the name is checked here: call `validate` first (the Runs page does), or a problem with the data shows
-    as a failed job."""
+def launch(root: Path, name: str, argv: list[str], request: dict) -> subprocess.Popen:
+    """The one way a background job starts: detached from the app's session (its own process group, so that
+    `cancel` reaches its workers), output to the run's job.log, what was asked in job.json."""
     from multimem.review import refuse_if_readonly
 
-    refuse_if_readonly("start a run")
-    root = Path(root)
-    req.check(root)
-    folder = root / req.name
+    refuse_if_readonly("start a job")
+    folder = Path(root) / name
     folder.mkdir(parents=True, exist_ok=True)
-    argv = command(req, root)
     log = open(folder / LOG, "w", encoding="utf-8")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TQDM_MININTERVAL": "2"}
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                             start_new_session=True, cwd=os.getcwd())
     log.close()
-    (folder / INFO).write_text(json.dumps({"pid": proc.pid, "argv": argv, "request": asdict(req),
+    (folder / INFO).write_text(json.dumps({"pid": proc.pid, "argv": argv, "request": request,
                                            "started": time.time()}), encoding="utf-8")
     return proc
+
+
+def start(req: JobRequest, root: Path) -> subprocess.Popen:
+    """Start a new run as a job. Only the name is checked here: call `validate` first (the Runs page does), or a
+    problem with the data shows as a failed job."""
+    from multimem.review import refuse_if_readonly
+
+    refuse_if_readonly("start a run")
+    req.check(Path(root))
+    return launch(Path(root), req.name, command(req, Path(root)), asdict(req))
+
+
+def mitigation_command(root: Path | str, parent: str, strategy: str, options: dict, name: str | None = None,
+                       python: str = sys.executable) -> list[str]:
+    """argv of `multimem mitigate` for a background job (an argument list, never a shell string)."""
+    argv = [python, "-m", "multimem", "mitigate", "--from", parent, "--strategy", strategy, "--runs-root", str(root)]
+    if name:
+        argv += ["--name", name]
+    for key, value in options.items():
+        if value is None or value == "":
+            continue
+        if isinstance(value, (list, tuple)):
+            value = ",".join(str(v) for v in value)
+        argv += ["--" + key.replace("_", "-"), f"{value:g}" if isinstance(value, float) else str(value)]
+    return argv
+
+
+def start_mitigation(root: Path | str, parent: str, strategy: str, options: dict, name: str | None = None):
+    """Start `multimem mitigate` as a job; returns (run name, process). The options are checked first, so that a
+    bad value is an error in the app, not a failed job."""
+    from multimem import mitigate
+
+    root = Path(root)
+    params = mitigate.make_params(strategy, **options)
+    mitigate.open_parent(root, parent)
+    name = check_name(name or mitigate.child_name(parent, strategy, params))
+    if Run(root, name).exists() or (root / name / INFO).exists():
+        raise mitigate.MitigationError(f"a run named {name!r} already exists; pick another name")
+    argv = mitigation_command(root, parent, strategy, options, name)
+    return name, launch(root, name, argv, {"parent": parent, "strategy": strategy, **options})
 
 
 def info(root: Path, name: str) -> dict:

@@ -21,10 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import shutil
-import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -655,47 +652,3 @@ def mitigate(root: Path | str, parent_name: str, strategy: str, params=None, nam
         m = run.update(mitigation={"strategy": strategy, "cost": cost_of(pm, m, strategy)},
                        comparison=compare(parent, run))
     return m
-
-
-# ------------------------------------------------------------------------------------------------ app jobs
-
-def command(root: Path | str, parent: str, strategy: str, options: dict[str, Any], name: str | None = None,
-            python: str = sys.executable) -> list[str]:
-    """argv of `multimem mitigate` for a background job (an argument list, never a shell string)."""
-    argv = [python, "-m", "multimem", "mitigate", "--from", parent, "--strategy", strategy, "--runs-root", str(root)]
-    if name:
-        argv += ["--name", name]
-    for key, value in options.items():
-        if value is None or value == "":
-            continue
-        if isinstance(value, (list, tuple)):
-            value = ",".join(str(v) for v in value)
-        argv += ["--" + key.replace("_", "-"), f"{value:g}" if isinstance(value, float) else str(value)]
-    return argv
-
-
-def start_job(root: Path | str, parent: str, strategy: str, options: dict[str, Any], name: str | None = None):
-    """Start `multimem mitigate` detached (as multimem.jobs does for new runs); returns (run name, process).
-
-    The options are checked here first, so that a bad value is an error in the app, not a failed job.
-    """
-    from multimem import jobs
-
-    root = Path(root)
-    params = make_params(strategy, **options)
-    open_parent(root, parent)
-    name = check_name(name or child_name(parent, strategy, params))
-    if Run(root, name).exists() or (root / name / jobs.INFO).exists():
-        raise MitigationError(f"a run named {name!r} already exists; pick another name")
-    folder = root / name
-    folder.mkdir(parents=True, exist_ok=True)
-    argv = command(root, parent, strategy, options, name)
-    log = open(folder / jobs.LOG, "w", encoding="utf-8")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TQDM_MININTERVAL": "2"}
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                            start_new_session=True, cwd=os.getcwd())
-    log.close()
-    (folder / jobs.INFO).write_text(json.dumps({"pid": proc.pid, "argv": argv, "started": time.time(),
-                                                "request": {"parent": parent, "strategy": strategy, **options}}),
-                                    encoding="utf-8")
-    return name, proc

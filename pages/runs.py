@@ -6,6 +6,7 @@ from multimem import app_cache, app_ui, explore, jobs, review
 from multimem.images import ImageError, decode
 from multimem.runs import RunError
 from multimem.sources.base import DataError
+from multimem.strategy_options import OPTIONS, parse_option
 
 app_ui.through_app()
 app_ui.show_problems(app_ui.link_problems())
@@ -201,7 +202,7 @@ LABELS = {"std": "Noise σ (std)", "modalities": "Modalities", "noise_space": "N
 
 
 def as_text(value, opt: str = "") -> str:
-    """A parameter's default as the CLI would take it (multimem.cli._parse_value reads it back)."""
+    """A parameter's default as the CLI would take it (strategy_options.parse_option reads it back)."""
     if value is None:
         return "all" if opt == "captions_per_image" else ""
     if isinstance(value, tuple):
@@ -229,7 +230,7 @@ def precheck(parent: str, strategy: str, params) -> None:
 
 
 def mitigation_form(complete: list[str]) -> None:
-    from multimem import cli, mitigate  # torch: imported only once this form is opened
+    from multimem import mitigate  # torch: imported only once this form is opened
 
     c1, c2 = st.columns([1, 3])
     current = app_ui.current_run()
@@ -238,13 +239,13 @@ def mitigation_form(complete: list[str]) -> None:
     strategy = c2.radio("Strategy", mitigate.STRATEGIES, key="mit_strategy",
                         captions=[STRATEGY_HELP[s] for s in mitigate.STRATEGIES])
     defaults = mitigate.PARAMS[strategy]()
-    own = sorted((o for o in cli.MITIGATION_OPTIONS if hasattr(defaults, o)), key=lambda o: o not in MAIN[strategy])
+    own = sorted((o for o in OPTIONS if hasattr(defaults, o)), key=lambda o: o not in MAIN[strategy])
     choices = {"modalities": ["both", "image", "text"], "noise_space": list(mitigate.NOISE_SPACES),
                "ranking": list(mitigate.RANKINGS), "pool": list(mitigate.POOLS)}
     texts = {}
     with st.form("mitigate"):  # the strategy's settings, main ones first, four a row
         for opt, col in zip(own, [c for _ in range(0, len(own), 4) for c in st.columns(4)]):
-            label, helptext = LABELS[opt], cli.MITIGATION_OPTIONS[opt][1].split(": ", 1)[1]
+            label, helptext = LABELS[opt], OPTIONS[opt].help
             key, default = f"mit_{strategy}_{opt}", as_text(getattr(defaults, opt), opt)
             texts[opt] = (col.selectbox(label, choices[opt], index=choices[opt].index(default), key=key, help=helptext)
                           if opt in choices else col.text_input(label, default, key=key, help=helptext))
@@ -258,12 +259,12 @@ def mitigation_form(complete: list[str]) -> None:
         values = {}
         for opt, text in texts.items():
             try:
-                values[opt] = cli._parse_value(opt, text, cli.MITIGATION_OPTIONS[opt][0])
+                values[opt] = parse_option(opt, text)
             except DataError as exc:
                 raise DataError(str(exc).replace("--" + opt.replace("_", "-"), LABELS[opt])) from None
         options = {k: v for k, v in values.items() if v != getattr(defaults, k)}  # the flags a user would type
         precheck(parent, strategy, mitigate.make_params(strategy, **options))
-        new, proc = mitigate.start_job(root, parent, strategy, options, name.strip() or None)
+        new, proc = jobs.start_mitigation(root, parent, strategy, options, name.strip() or None)
     except (DataError, OSError) as exc:  # MitigationError and RunError are DataErrors
         st.error(str(exc), icon=":material/error:")
         return
@@ -271,7 +272,7 @@ def mitigation_form(complete: list[str]) -> None:
     st.success(f"Started {new}, a {strategy} mitigation of {parent}; its progress appears under Jobs above.",
                icon=":material/rocket_launch:")
     st.caption("Command (paste it into a shell to run or resume the same run):")
-    st.code(jobs.shell_command(mitigate.command(root, parent, strategy, options, new)), language="bash",
+    st.code(jobs.shell_command(jobs.mitigation_command(root, parent, strategy, options, new)), language="bash",
             wrap_lines=True)
 
 

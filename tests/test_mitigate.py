@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from multimem import cli, mitigate, models
+from multimem import cli, jobs, mitigate, models
 from multimem import train as train_mod
 from multimem.dataset import build
 from multimem.runs import Run, list_runs
@@ -390,9 +390,9 @@ def test_mitigation_commands_have_help(capsys):
 
 
 def test_app_job_command_is_an_argument_list(root):
-    argv = mitigate.command(root, "demo-fast", "noise", {"std": 0.05, "modalities": ("image",)}, python="py")
+    argv = jobs.mitigation_command(root, "demo-fast", "noise", {"std": 0.05, "modalities": ("image",)}, python="py")
     assert argv == ["py", "-m", "multimem", "mitigate", "--from", "demo-fast", "--strategy", "noise", "--runs-root",
                     str(root), "--std", "0.05", "--modalities", "image"]
     assert cli.parser().parse_args(argv[3:]).std == "0.05"
     with pytest.raises(mitigate.MitigationError, match="noise std"):
-        mitigate.start_job(root, "demo-fast", "noise", {"std": -2})
+        jobs.start_mitigation(root, "demo-fast", "noise", {"std": -2})
