@@ -18,6 +18,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run"]
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
+BROWSE_CARD = "[class*=st-key-mmcard_] .mm-cap"  # Browse's cards (st.page_link in a keyed container), drawn
 
 if not Path(CHROMIUM).exists():
     pytest.skip(f"{CHROMIUM} is missing: install Debian's Chromium (apt-get install -y chromium) to run the "
@@ -122,11 +123,11 @@ def test_deep_link_to_a_sample_shows_image_caption_and_neighbours(server, browse
 def test_copied_browse_link_restores_the_view_in_a_fresh_browser(server, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     page.goto(f"{server}/browse?run=demo")
-    settle(page, "a.mm-card")
+    settle(page, BROWSE_CARD)
     page.get_by_label("Caption contains").fill("face")
     page.keyboard.press("Enter")
     page.wait_for_function("() => location.search.includes('q=face')", timeout=60_000)
-    settle(page, "a.mm-card")
+    settle(page, BROWSE_CARD)
     captions = page.locator(".mm-cap").all_inner_texts()
     count = page.get_by_text("scored pairs match").first.inner_text()
     assert captions and any("face" in c for c in captions)
@@ -136,7 +137,7 @@ def test_copied_browse_link_restores_the_view_in_a_fresh_browser(server, browser
     fresh = browser.new_context().new_page()
     fresh.set_viewport_size({"width": 1400, "height": 900})
     fresh.goto(link)
-    settle(fresh, "a.mm-card")
+    settle(fresh, BROWSE_CARD)
     assert fresh.locator(".mm-cap").all_inner_texts() == captions
     assert fresh.get_by_text("scored pairs match").first.inner_text() == count
     assert fresh.get_by_label("Caption contains").input_value() == "face"
@@ -146,7 +147,7 @@ def test_copied_browse_link_restores_the_view_in_a_fresh_browser(server, browser
 
 @pytest.mark.parametrize("name, path, ready", [
     ("overview", "/?run=demo", "text=How much did f memorize?"),
-    ("browse", "/browse?run=demo&subset=candidate&subset=independent&subset=shared", "a.mm-card"),
+    ("browse", "/browse?run=demo&subset=candidate&subset=independent&subset=shared", BROWSE_CARD),
     ("compare", "/compare?run=demo&vs=halved", "text=Score distributions"),
     ("runs", "/runs?run=demo", "text=Start a new run"),
 ])
@@ -158,3 +159,74 @@ def test_every_page_renders_without_errors(server, browser, name, path, ready):
     assert f"page={name}" in page.url
     screenshot(page, name)
     page.close()
+
+
+def test_tag_list_export_round_trip_and_keyboard_opening(server, browser, app_runs, tmp_path):
+    """Tag two cards into a new list, filter Browse by it, download it as CSV, then open a card with the keyboard
+    inside the same browser session (no page load)."""
+    import pandas as pd
+
+    from multimem import curation
+
+    name = f"rt{int(time.time() * 1000) % 10_000_000}"  # the session's shared runs: a list of its own
+    page = browser.new_page(viewport={"width": 1400, "height": 900}, accept_downloads=True)
+    try:
+        page.goto(f"{server}/browse?run=demo")
+        settle(page, BROWSE_CARD)
+        page.get_by_label("New list").fill(name)
+        page.keyboard.press("Enter")
+        page.wait_for_function(f"() => location.search.includes('list={name}')", timeout=60_000)
+        settle(page, BROWSE_CARD)
+        boxes = page.locator("[class*=st-key-mmcard_] [data-testid=stCheckbox] input")
+        for i in (0, 1):
+            boxes.nth(i).check(force=True)
+            page.wait_for_timeout(500)
+            settle(page, BROWSE_CARD)
+        tagged = curation.read_list(app_runs, "demo", name)
+        assert len(tagged) == 2
+        page.get_by_text("Only this list").click()
+        page.wait_for_function("() => location.search.includes('only=1')", timeout=60_000)
+        settle(page, BROWSE_CARD)
+        assert page.locator("[class*=st-key-mmcard_]").count() == 2
+        with page.expect_download() as info:
+            page.locator(".st-key-b_list_export_csv button").first.click()
+        path = tmp_path / "list.csv"
+        info.value.save_as(path)
+        exported = pd.read_csv(path)
+        assert exported["id"].astype(str).tolist() == tagged and {"caption", "image_ref", "multimem"} <= set(exported)
+        # keyboard: focus a card's link, Enter opens its Sample page in the same session (no full page load)
+        page.evaluate("window.__same_document = true")
+        link = page.locator("[class*=st-key-mmcard_] [data-testid=stPageLink] a").first
+        link.focus()
+        page.keyboard.press("Enter")
+        page.wait_for_function("() => location.pathname.endsWith('/sample')", timeout=60_000)
+        settle(page, "[data-testid=stImage] img")
+        assert page.evaluate("window.__same_document === true")
+        assert any(f"id={i}" in page.url for i in tagged)
+    finally:
+        page.close()
+        curation.list_path(app_runs, "demo", name).unlink(missing_ok=True)
+
+
+def test_downloaded_report_renders_offline(server, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1400, "height": 900}, accept_downloads=True)
+    page.goto(f"{server}/browse?run=demo")
+    settle(page, BROWSE_CARD)
+    with page.expect_download() as info:
+        page.locator(".st-key-b_report button").first.click()
+    path = tmp_path / "report.html"
+    info.value.save_as(path)
+    page.close()
+    context = browser.new_context(offline=True)
+    offline = context.new_page()
+    asked = []
+    offline.on("request", lambda r: asked.append(r.url))
+    offline.goto(path.as_uri())
+    offline.wait_for_selector(".mm-card img", timeout=30_000)
+    offline.wait_for_selector(".js-plotly-plot", timeout=30_000)
+    assert offline.locator(".mm-card").count() == 24
+    assert all(img.evaluate("i => i.complete && i.naturalWidth > 0") for img in offline.locator(".mm-card img").all())
+    assert not [u for u in asked if u.startswith(("http:", "https:"))], asked
+    ARTIFACTS.mkdir(exist_ok=True)
+    offline.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+    context.close()
