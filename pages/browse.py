@@ -206,6 +206,8 @@ with left:
 
 # ---- curation: the list tags go into, exports, removal of a list
 with tools:
+    if review.readonly():
+        st.caption(f":material/visibility: {review.NOTE}")
     c1, c2, c3, c4 = st.columns([2, 2, 1.3, 3], vertical_alignment="bottom")
     c1.selectbox("List (tags go here)", ["", *dict.fromkeys([*lists, *([filters.list] if filters.list else [])])],
                  key="b_list", format_func=lambda n: n or "no list",
