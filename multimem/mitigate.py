@@ -188,7 +188,11 @@ def make_params(strategy: str, **values: Any):
 
 
 def params_dict(strategy: str, params) -> dict:
-    return {"strategy": strategy, **json.loads(json.dumps(asdict(params)))}
+    """The mitigation as recorded in a derived run's lineage (and compared when it resumes)."""
+    d = {"strategy": strategy, **json.loads(json.dumps(asdict(params)))}
+    if d.get("ids", 0) is None:  # a setting added later: left out when unused, so older runs' lineage still matches
+        del d["ids"]
+    return d
 
 
 def child_name(parent: str, strategy: str, params) -> str:
