@@ -4,7 +4,7 @@
                                         [--strategies noise,removal,regroup]
 
 Trains the baseline (the default demo preset, or the "strong" regime: stronger memorization from fewer shared
-samples and more epochs of the tiny model on 1,200 emoji) with K replicas, then its mitigations, each with the same
+samples and more epochs of the tiny model on 1,000 emoji) with K replicas, then its mitigations, each with the same
 K replicas: noise σ = 0.1 on all modalities; removal of the top 100 candidates ranked by MultiMem, by f's cosine
 and at random, then fine-tuning; in-training regrouping. Prints a Markdown table: each mitigation's change of the
 mean raw MultiMem on S_C against the baseline (paired by sample, replicas resampled) with its 95% interval, and
@@ -27,9 +27,9 @@ from multimem.runs import Run
 def baseline(regime: str):
     cfg = presets.demo()
     if regime == "strong":  # fewer shared samples and longer training of a small model: more memorization
-        cfg = dataclasses.replace(cfg, source={**cfg.source, "limit": 1200}, model=models.FAST_MODEL,
+        cfg = dataclasses.replace(cfg, source={**cfg.source, "limit": 1000}, model=models.FAST_MODEL,
                                   split=dataclasses.replace(cfg.split, candidate=0.2, extra=0.2),
-                                  train=dataclasses.replace(cfg.train, epochs=60, batch_size=64))
+                                  train=dataclasses.replace(cfg.train, epochs=40, batch_size=64))
     return cfg
 
 
