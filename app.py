@@ -46,7 +46,7 @@ STATUS_NOTES = {"incomplete": "stopped before it finished; run the same command 
 
 with st.sidebar:
     if runs:
-        st.selectbox("Run", runs, key="run", help="The run every page shows (Compare: run A)")
+        st.selectbox("Run", runs, key="run", help="The run every page shows (Compare: one of its two runs)")
         status = app_cache.status(st.session_state["run"])  # as `multimem runs` says it: a killed run is incomplete
         if status != "complete":
             error = app_cache.manifest(st.session_state["run"]).get("error") if status == "failed" else None

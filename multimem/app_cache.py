@@ -217,3 +217,49 @@ def known_run(name: str | None) -> bool:
 def subset_values(name: str, subset: str, column: str = "multimem") -> np.ndarray:
     table = scores(name)
     return table.loc[table["subset"] == subset, column].to_numpy(float)
+
+
+# ---- how sure the figures are (multimem.summary): the manifest's when it has them, else computed once per table
+
+@st.cache_data(show_spinner="Computing the diagnostics…", max_entries=16)
+def _diagnostics(root: str, name: str, mtime: float) -> dict:
+    from multimem import summary
+
+    return summary.diagnostics(_scores(root, name, mtime))
+
+
+def diagnostics(name: str) -> dict:
+    """summary.diagnostics of the manifest, or computed from the scores table for a run scored before they were
+    recorded (or whose manifest lost them)."""
+    stored = (manifest(name).get("summary") or {}).get("diagnostics")
+    if isinstance(stored, dict) and stored.get("offset"):
+        return stored
+    r = run(name)
+    return _diagnostics(str(r.root), name, _mtime(r.path("scores.parquet")))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _subset_intervals(root: str, name: str, mtime: float) -> dict:
+    from multimem import summary
+
+    return {s: i.to_dict() for s, i in summary.subset_intervals(_scores(root, name, mtime)).items()}
+
+
+def subset_intervals(name: str) -> dict:
+    """Raw subset means with their 95% intervals (as Interval dicts): summary.intervals_raw, else computed."""
+    stored = (manifest(name).get("summary") or {}).get("intervals_raw")
+    if isinstance(stored, dict) and stored:
+        return stored
+    r = run(name)
+    return _subset_intervals(str(r.root), name, _mtime(r.path("scores.parquet")))
+
+
+@st.cache_data(show_spinner="Computing the changes between the runs…", max_entries=32)
+def _changes(root: str, a: str, mtime_a: float, b: str, mtime_b: float) -> dict:
+    return explore.subset_changes(_scores(root, a, mtime_a), _scores(root, b, mtime_b))
+
+
+def subset_changes(a: str, b: str) -> dict:
+    """Per scored subset: the raw mean's change from run a to run b with its 95% interval (explore.subset_changes)."""
+    ra, rb = run(a), run(b)
+    return _changes(str(ra.root), a, _mtime(ra.path("scores.parquet")), b, _mtime(rb.path("scores.parquet")))

@@ -464,6 +464,29 @@ def page_of(rows: pd.DataFrame, page: int, per_page: int) -> tuple[pd.DataFrame,
     return rows.iloc[(page - 1) * per_page : page * per_page], page, pages
 
 
+# every parameter of a Browse view (browse_params): a Sample link that carries any of them names a Browse order
+BROWSE_KEYS = ("subset", "lo", "hi", "label", "q", "injected", "sort", "order", "p", "n", "x", "y", "sel", "score",
+               "list", "only")
+
+
+def order_params(view: BrowseView) -> dict[str, str | list[str]]:
+    """The parameters of a Browse view that fix its rows and their order (all but the page): a Sample link that
+    carries them lets the Sample page step through the same pairs in the same order."""
+    return {k: v for k, v in browse_params(view).items() if k != "p"}
+
+
+def position_in(rows: pd.DataFrame, sid: str, per_page: int = BrowseView.per_page) -> dict[str, Any] | None:
+    """Where sample `sid` stands in Browse's selected rows: its 1-based position, the count, the previous and next
+    ids (None at the ends) and the Browse page that shows it; None when the view does not hold it."""
+    ids = rows["id"].astype(str).to_numpy()
+    hits = np.flatnonzero(ids == str(sid))
+    if not len(hits):
+        return None
+    i = int(hits[0])
+    return {"position": i + 1, "count": len(ids), "previous": ids[i - 1] if i > 0 else None,
+            "next": ids[i + 1] if i + 1 < len(ids) else None, "page": i // per_page + 1}
+
+
 def scatter_sample(rows: pd.DataFrame, limit: int = 3000, seed: int = 0) -> pd.DataFrame:
     """At most `limit` points for the scatter (seeded); the region still filters every row, not just these."""
     if len(rows) <= limit:
@@ -572,6 +595,97 @@ def compare_join(a: pd.DataFrame, b: pd.DataFrame, mode: str, value_range: float
     return joined.reindex(joined["change"].abs().sort_values(ascending=False, kind="stable").index).reset_index(drop=True)
 
 
+def subset_changes(a: pd.DataFrame, b: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Per scored subset, mean(b) − mean(a) of the raw score with its 95% interval (an Interval dict, plus
+    `paired` and each run's replica count). Paired by sample id when both runs scored the same samples of the subset
+    (one split: a run and its mitigation), else each run's samples drawn on their own; each run's replicas, when it
+    has several, are resampled too (multimem.summary)."""
+    from multimem import summary
+
+    out = {}
+    for seed, s in enumerate(SCORED_SUBSETS):
+        sa, sb = a[a["subset"] == s], b[b["subset"] == s]
+        va, vb = summary.replica_values(sa), summary.replica_values(sb)
+        paired = len(sa) > 0 and len(sa) == len(sb) and set(sa["id"]) == set(sb["id"])
+        if paired:
+            iv = summary.paired_change(a, b, s, seed=seed)
+        else:
+            iv = summary.change_interval(va, vb, paired=False, seed=seed)
+        out[s] = {**iv.to_dict(), "paired": bool(paired), "replicas_a": int(va.shape[0]),
+                  "replicas_b": int(vb.shape[0])}
+    return out
+
+
+def scaled(interval: Mapping[str, Any], scale: float):
+    """An Interval dict divided by a positive scale (raw differences onto a shared range), as an Interval."""
+    from multimem.summary import Interval
+
+    iv = Interval.from_dict(interval)
+    return Interval(iv.estimate / scale, iv.low / scale, iv.high / scale, iv.n, iv.replicas)
+
+
+def change_sentence(subset: str, interval: Mapping[str, Any], a: str, b: str, scale: float = 1.0,
+                    digits: int = 4) -> str:
+    """One sentence naming both runs, e.g. "S_C candidates: less memorized in demo.noise than in demo: −0.0120
+    [−0.0200, −0.0040]" (Markdown: run names go through `plain`)."""
+    iv = scaled(interval, scale)
+    what = SUBSET_LABELS.get(subset, subset)
+    ra, rb = plain(a, None), plain(b, None)
+    if not math.isfinite(iv.estimate):
+        return f"{what}: no samples to compare between {ra} and {rb}"
+    text = iv.text(digits).replace("-", "−")
+    if iv.within_noise:
+        return f"{what}: no change beyond noise from {ra} to {rb}: {text}"
+    if subset == CANDIDATE:
+        how = "less memorized" if iv.estimate < 0 else "more memorized"
+    else:
+        how = "scores lower" if iv.estimate < 0 else "scores higher"
+    return f"{what}: {how} in {rb} than in {ra}: {text}"
+
+
+def label_stats(table: pd.DataFrame, column: str = "multimem_raw", subsets: Sequence[str] = (CANDIDATE, SHARED),
+                limit: int = 30) -> pd.DataFrame:
+    """Per label and subset: count, mean and the quartiles, minimum and maximum of `column`, for a box plot that
+    sends a few numbers per box instead of every score. At most `limit` labels (the most scored samples first);
+    rows ordered by the S_S mean of their label, highest first (labels without S_S samples last)."""
+    cols = ["label", "subset", "count", "mean", "min", "q1", "median", "q3", "max"]
+    if "label" not in table.columns or not table["label"].notna().any():
+        return pd.DataFrame(columns=cols)
+    rows = table[table["subset"].isin(subsets) & table["label"].notna()]
+    values = rows[column].astype(float)
+    g = values.groupby([rows["label"].astype(str), rows["subset"]])
+    stats = pd.DataFrame({"count": g.size(), "mean": g.mean(), "min": g.min(), "q1": g.quantile(0.25),
+                          "median": g.median(), "q3": g.quantile(0.75), "max": g.max()}).reset_index()
+    stats.columns = cols
+    kept = stats.groupby("label")["count"].sum().sort_values(ascending=False, kind="stable").head(limit).index
+    stats = stats[stats["label"].isin(kept)]
+    shared_mean = stats[stats["subset"] == SHARED].set_index("label")["mean"]
+    order = {lab: i for i, lab in enumerate(
+        sorted(kept, key=lambda lab: (-shared_mean.get(lab, -np.inf) if lab in shared_mean.index else np.inf, lab)))}
+    return stats.sort_values(["label", "subset"], key=lambda c: c.map(order) if c.name == "label" else c,
+                             kind="stable").reset_index(drop=True)
+
+
+def lineage_chain(name: str, parent_of: Mapping[str, Any], limit: int = 50) -> list[str]:
+    """The run's ancestors, nearest first (parent, grandparent, ...), from a name -> parent mapping."""
+    out: list[str] = []
+    current = parent_of.get(name)
+    while isinstance(current, str) and current and current not in out and current != name and len(out) < limit:
+        out.append(current)
+        current = parent_of.get(current)
+    return out
+
+
+def baseline_of(x: str, y: str, parent_of: Mapping[str, Any]) -> str:
+    """Which of two runs is the baseline (run A on Compare): the ancestor when one derives from the other (a
+    mitigated run is compared against the run it came from), else `x`."""
+    if x in lineage_chain(y, parent_of):
+        return x
+    if y in lineage_chain(x, parent_of):
+        return y
+    return x
+
+
 # ---------------------------------------------------------------- thumbnails and cards
 
 def thumbnail_uri(image: Image.Image, size: int = 128) -> str:
@@ -675,6 +789,48 @@ def neighbour_agreement(caption: str, neighbour_captions: Sequence[Sequence[str]
         return 0.0
     hits = [max((caption_overlap(caption, c) for c in caps), default=0.0) >= threshold for caps in neighbour_captions]
     return float(np.mean(hits))
+
+
+def calibrated_row(table: pd.DataFrame, row: Mapping[str, Any]) -> dict[str, tuple[float, str]]:
+    """The calibrated scores of one scored row, as {title: (value, what it is)}: the scores table's columns, or, for
+    a run scored before they existed, computed by the rule of multimem.summary.calibration."""
+    from multimem.summary import MIN_PER_LABEL
+
+    out: dict[str, tuple[float, str]] = {}
+    raw = float(row["multimem_raw"])
+    shared = table[table["subset"] == SHARED]
+    label = row.get("label")
+    has_label = isinstance(label, str) and "label" in table.columns
+    if "multimem_calibrated" in table.columns and row.get("multimem_calibrated") is not None:
+        value = float(row["multimem_calibrated"])
+    elif len(shared):
+        value = raw - float(shared["multimem_raw"].mean())
+    else:
+        return out
+    out["Calibrated (− S_S mean)"] = (value, "Raw score minus the mean raw score of the scored S_S sample: the "
+                                              "model-level offset removed")
+    if "multimem_calibrated_label" in table.columns and row.get("multimem_calibrated_label") is not None:
+        by_label = float(row["multimem_calibrated_label"])
+    elif has_label:
+        same = shared.loc[shared["label"] == label, "multimem_raw"]
+        base = float(same.mean()) if len(same) >= MIN_PER_LABEL else float(shared["multimem_raw"].mean())
+        by_label = raw - base
+    else:
+        return out
+    if math.isfinite(by_label):
+        out["Calibrated per label"] = (by_label, f"Raw score minus the mean raw score of S_S samples with this label "
+                                                 f"(the S_S mean when the label has fewer than {MIN_PER_LABEL})")
+    return out
+
+
+COLLAPSED = 0.99  # f's cosine to its nearest training neighbours at or above which they barely differ from each other
+
+
+def collapsed(similarities: Sequence[float], threshold: float = COLLAPSED) -> bool:
+    """Whether every neighbour found is at cosine ≥ threshold: f's embeddings hardly separate samples (a weakly
+    trained model), so its nearest neighbours say little about this one."""
+    sims = np.asarray(list(similarities), dtype=float)
+    return bool(len(sims)) and bool(np.all(sims >= threshold))
 
 
 def index_note(index: Mapping[str, Any] | None) -> str:

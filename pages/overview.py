@@ -1,12 +1,16 @@
 """Overview: how much the run's f memorized, the score distributions, why (breakdowns), utility, settings."""
+import html
 import json
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
 from multimem import app_cache, app_ui, explore
 from multimem.splits import CANDIDATE, INDEPENDENT, SHARED
+from multimem import summary as run_summary
+from multimem.summary import Interval
 
 COLOURS = {CANDIDATE: "#d62728", INDEPENDENT: "#1f77b4", SHARED: "#7f7f7f"}
 
@@ -37,10 +41,25 @@ if skipped.get("count"):
     with st.expander("The first skipped samples"):
         st.dataframe(pd.DataFrame(skipped.get("examples") or []), hide_index=True, width="stretch")
 
-# ---- headline figures
+# ---- headline figures, each with its 95% interval
 summary = m.get("summary") or {}
 means = summary.get("mean_multimem") or {}
 raw_means = summary.get("mean_multimem_raw") or {}
+norm = (m.get("metric") or {}).get("normalisation") or {}
+value_range = norm.get("range") if isinstance(norm.get("range"), (int, float)) and norm.get("range") else None
+intervals = app_cache.subset_intervals(name)  # raw, from the manifest or computed from the scores table
+diag = app_cache.diagnostics(name)
+replicas = int((intervals.get(CANDIDATE) or {}).get("replicas") or 1)
+
+
+def interval_of(d) -> Interval | None:
+    return Interval.from_dict(d) if isinstance(d, dict) and "estimate" in d else None
+
+
+def minus(text: str) -> str:
+    return text.replace("-", "−")
+
+
 st.subheader("How much did f memorize?")
 cols = st.columns(3)
 for col, subset, note in zip(cols, (CANDIDATE, INDEPENDENT, SHARED),
@@ -49,6 +68,105 @@ for col, subset, note in zip(cols, (CANDIDATE, INDEPENDENT, SHARED),
                               "both trained on these: expected about 0")):
     col.metric(f"Mean MultiMem on {explore.SUBSET_LABELS[subset]}", app_ui.fmt(means.get(subset), signed=True),
                help=f"{note}. Normalised by the run's range; raw mean {app_ui.fmt(raw_means.get(subset), 5, True)}.")
+    iv = interval_of(intervals.get(subset))
+    if iv is not None:
+        shown = explore.scaled(iv.to_dict(), value_range) if value_range else iv
+        col.caption("95% interval " + minus(f"[{shown.low:+.3f}, {shown.high:+.3f}]")
+                    + (" · within noise (covers 0)" if iv.within_noise else "")
+                    + ("" if value_range else " (raw)"))
+st.caption(f"95% bootstrap intervals over the scored samples{' and the ' + str(replicas) + ' replicas' if replicas > 1 else ''}"
+           + ("" if replicas > 1 else " (one replica: training noise is not inside them; `--replicas K` adds it)")
+           + ". \"Within noise\": the interval covers 0, so the mean cannot be told apart from 0.")
+
+# ---- how much of the score is signal (README: Scores that hold up)
+st.subheader("How much of the score is signal?")
+offset, held = interval_of(diag.get("offset")), diag.get("held_difference")
+gap_cs, gap_si = interval_of(diag.get("gap_candidate_shared")), interval_of(diag.get("gap_shared_independent"))
+d1, d2, d3, d4 = st.columns(4)
+for col, label, iv, what in (
+    (d1, "Offset: mean raw on S_S", offset,
+     "Both models trained on S_S, so its expected score is 0: a mean away from 0 is a difference between the "
+     "models as a whole, inside every score of the run."),
+    (d3, "Gap S_C − S_S (raw)", gap_cs,
+     "How much more f's own samples score than samples both models saw: the memorization signal."),
+    (d4, "Gap S_S − S_I (raw)", gap_si,
+     "How much more the shared samples score than g's own samples: g's memorization, mirrored."),
+):
+    col.metric(label, "–" if iv is None else minus(f"{iv.estimate:+.4f}"), help=what)
+    if iv is not None:
+        col.caption("95% interval " + minus(f"[{iv.low:+.4f}, {iv.high:+.4f}]")
+                    + (" · within noise" if iv.within_noise else ""))
+d2.metric("Held-out term held_f − held_g", "–" if held is None else minus(f"{held:+.4f}"),
+          help="Mean over the scored samples of the two models' similarity to the held-out set H. A large value "
+               "shifts every score of the run by about the same amount.")
+d2.caption("mean over the scored samples")
+
+forest = [(f"mean on {explore.SUBSET_SHORT[s]}", interval_of(intervals.get(s))) for s in (CANDIDATE, INDEPENDENT, SHARED)]
+forest += [("gap S_C − S_S", gap_cs), ("gap S_S − S_I", gap_si)]
+forest = [(label, iv) for label, iv in forest if iv is not None and np.isfinite(iv.estimate)]
+if forest:
+    fig = go.Figure(go.Scatter(
+        x=[iv.estimate for _, iv in forest], y=[label for label, _ in forest], mode="markers",
+        marker=dict(size=10, color=["#999" if iv.within_noise else "#d62728" for _, iv in forest]),
+        error_x=dict(type="data", symmetric=False, array=[iv.high - iv.estimate for _, iv in forest],
+                     arrayminus=[iv.estimate - iv.low for _, iv in forest], thickness=2, width=6,
+                     color="#444"),
+        hovertemplate="%{y}: %{x:+.5f}<extra></extra>"))
+    fig.add_vline(x=0, line=dict(dash="dot", color="#666"))
+    fig.update_layout(height=60 + 36 * len(forest), margin=dict(t=10, b=40, l=10, r=10),
+                      xaxis_title="raw MultiMem (CMC_f − CMC_g) with its 95% interval",
+                      yaxis=dict(autorange="reversed"), showlegend=False)
+    st.plotly_chart(fig, width="stretch")
+    st.caption("Grey: the interval covers 0 (within noise). The offset is the mean on S_S; the calibrated score "
+               "(`multimem_calibrated`) subtracts it from every score. README, *Scores that hold up*.")
+WARNING_HEADS = {"The models differ as a whole": "Model-level offset.",
+                 "S_C does not score above S_S": "No signal beyond noise.",
+                 "Labels differ more than samples do": "Label effects."}
+for w in diag.get("warnings") or []:
+    head = next((h for start, h in WARNING_HEADS.items() if str(w).startswith(start)), "Read the scores with care.")
+    st.warning(f"**{head}** {P(w, None)} (README: *Scores that hold up*.)", icon=":material/warning:")
+
+# ---- per label: S_C beside S_S
+by_label = explore.label_stats(table)
+if not by_label.empty:
+    st.subheader("Per label: S_C beside S_S")
+    labels_shown = list(dict.fromkeys(by_label["label"]))
+    n_labels = int(table["label"].nunique())
+    links = {lab: explore.link("browse", {"run": name, "label": lab, "subset": [CANDIDATE, SHARED]})
+             for lab in labels_shown}
+    counts = {(lab, sub): int(n) for lab, sub, n in by_label[["label", "subset", "count"]].itertuples(index=False)}
+    box = go.Figure()
+    for subset in (CANDIDATE, SHARED):
+        part = by_label[by_label["subset"] == subset]
+        if part.empty:
+            continue
+        box.add_trace(go.Box(
+            x=part["label"].tolist(), q1=part["q1"].tolist(), median=part["median"].tolist(),
+            q3=part["q3"].tolist(), lowerfence=part["min"].tolist(), upperfence=part["max"].tolist(),
+            mean=part["mean"].tolist(), name=explore.SUBSET_LABELS[subset], marker_color=COLOURS[subset],
+            boxpoints=False))
+    box.update_layout(
+        boxmode="group", height=380, margin=dict(t=10, b=10), yaxis_title="raw MultiMem (CMC_f − CMC_g)",
+        legend=dict(orientation="h", y=1.1),
+        # fixedrange: no drag handle over the tick labels, so a click on a label follows its link
+        xaxis=dict(fixedrange=True, tickmode="array", tickvals=labels_shown, categoryorder="array",
+                   categoryarray=labels_shown,
+                   ticktext=[f'<a href="{html.escape(links[lab])}" target="_self">{html.escape(lab)}</a>'
+                             f"<br>{counts.get((lab, CANDIDATE), 0)} / {counts.get((lab, SHARED), 0)}"
+                             for lab in labels_shown]))
+    box.add_hline(y=0, line=dict(dash="dot", color="#666"))
+    st.plotly_chart(box, width="stretch")
+    spread = diag.get("label_spread_shared")
+    st.caption(
+        "Quartiles (box), mean (dashed) and min to max (whiskers) of the raw score per label, with the number of "
+        "scored S_C / S_S samples under each label; labels ordered by their S_S mean. S_S should sit near 0 for every label: labels whose S_S is high or low shift the scores of all "
+        "their samples, memorized or not"
+        + (f" (sd of the S_S means across labels: {spread:.4f})" if isinstance(spread, (int, float)) else "")
+        + (f". The {len(labels_shown)} labels with the most scored samples of {n_labels}." if n_labels > len(labels_shown)
+           else ".")
+        + " Click a label to open its pairs in Browse.")
+    st.markdown("**Open a label's pairs in Browse:** " + " · ".join(f"[{P(lab, 40)}]({links[lab]})"
+                                                               for lab in labels_shown))
 
 utility = m.get("utility") or {}
 if utility.get("f") and utility.get("g"):
@@ -75,7 +193,6 @@ for subset in (CANDIDATE, INDEPENDENT, SHARED):
 fig.update_layout(barmode="overlay", height=340, margin=dict(t=10, b=40), yaxis_title="pairs",
                   xaxis_title="MultiMem (normalised by the run's range)", legend=dict(orientation="h", y=1.08))
 st.plotly_chart(fig, width="stretch")
-norm = (m.get("metric") or {}).get("normalisation") or {}
 st.caption(f"Raw scores CMC_f − CMC_g divided by their range over the scored set ({app_ui.fmt(norm.get('range'), 5)}; "
            f"min {app_ui.fmt(norm.get('min'), 5)}, max {app_ui.fmt(norm.get('max'), 5)}).")
 
@@ -122,6 +239,20 @@ if injected and cand["injected"].any() and not cand["injected"].all():
     c2.dataframe(precision.style.format({"precision": "{:.3f}"}), hide_index=True, width="stretch")
     c2.caption(f"{int(cand['injected'].sum())} of {len(cand)} candidates had their caption swapped on purpose "
                f"(base rate {share_injected:.3f}). Precision at k: injected share among the k highest scores.")
+    by_column = summary.get("injected_detection")
+    if not isinstance(by_column, dict) or not by_column:  # older runs: computed from the scores table
+        columns = [c for c in ("multimem_raw", "multimem_calibrated", "multimem_calibrated_label") if c in table]
+        by_column = {c: run_summary.detection(table, c) for c in columns}
+        by_column["cos_f_low"] = run_summary.detection(table.assign(cos_f_low=-table["cos_f"]), "cos_f_low")
+    names = {"multimem_raw": "MultiMem (the paper's score)", "multimem_calibrated": "calibrated (− S_S mean)",
+             "multimem_calibrated_label": "calibrated per label (− the label's S_S mean)",
+             "cos_f_low": "baseline: f's own image-caption cosine, low first"}
+    found = pd.DataFrame([{"score": names.get(c, c), "ROC-AUC": d.get("auc"), "precision at top 5%": d.get("precision_at_top")}
+                          for c, d in by_column.items() if isinstance(d, dict)])
+    if not found.empty:
+        c2.markdown("**Each score's ranking of the injected pairs**")
+        c2.dataframe(found.style.format({"ROC-AUC": "{:.3f}", "precision at top 5%": "{:.3f}"}, na_rep="–"),
+                     hide_index=True, width="stretch")
 
 # ---- training curves
 hist = app_cache.history(name)
@@ -136,13 +267,34 @@ if not hist.empty:
     st.plotly_chart(curves, width="stretch")
 
 # ---- settings
+metric = m.get("metric") or {}
+used, requested = metric.get("heldout_size"), metric.get("heldout_requested")
+held_text = f"|H| = {used if used is not None else '?'} held-out samples used" + (
+    f" ({requested} asked for; S_E holds fewer)" if requested is not None and used is not None and requested != used
+    else "")
+replicas_text = (f"{metric['replicas']} (seeds of f and of g; scores average them)" if metric.get("replicas")
+                 else "1 (not recorded: scored before replicas existed)")
+unknown = model.get("unknown_tokens") if isinstance(model.get("unknown_tokens"), dict) else None
+if unknown is None:
+    vocab_text = "unknown tokens not recorded for this run"
+elif unknown.get("all"):
+    vocab_text = (f"{unknown['all']:,} caption tokens are outside the model's vocabulary ({unknown.get('extra', 0):,} "
+                  f"of them in S_E captions; {unknown.get('captions_with_unknown', 0):,} captions have at least one); "
+                  "each became the one unknown id, so the text tower cannot tell those words apart. "
+                  "See README, *Vocabulary*: train with `--model mm-small-fullvocab` if the count is large.")
+else:
+    vocab_text = "every caption token is in the model's vocabulary"
+st.caption(f"{held_text} · replicas: {metric.get('replicas') or 1} · unknown caption tokens: "
+           + (f"{unknown.get('all', 0):,} (README, *Vocabulary*)" if unknown is not None else "not recorded"))
+
 with st.expander("Run settings"):
-    split, metric = (m.get("split") or {}).get("sizes") or {}, m.get("metric") or {}
+    split = (m.get("split") or {}).get("sizes") or {}
     st.markdown(
         f"- **Split** (seed {(m.get('split') or {}).get('seed', '?')}): "
         + ", ".join(f"{explore.SUBSET_LABELS.get(k, k)} {v}" for k, v in split.items())
-        + f"\n- **Metric**: A = {metric.get('augmentations', '?')} views, |H| = {metric.get('heldout_size', '?')}, "
-        f"text views: {metric.get('text_augmentation', '?')}"
+        + f"\n- **Metric**: A = {metric.get('augmentations', '?')} views, {held_text}, "
+        f"text views: {metric.get('text_augmentation', '?')}, replicas: {replicas_text}"
+        + f"\n- **Vocabulary**: {vocab_text}"
         + (f"\n- **Injected mis-captions**: {P(ds.get('n_injected', 0))} "
            f"(fraction {P(ds.get('inject_fraction', 0))})" if injected else "")
         + f"\n- **Skipped samples**: {(ds.get('skipped') or {}).get('count', 0)}"

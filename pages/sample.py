@@ -1,8 +1,9 @@
 """Sample: one pair in detail, every score and CMC term for f and g, and its nearest training neighbours."""
+import numpy as np
 import pandas as pd
 import streamlit as st
 
-from multimem import app_cache, app_ui, explore
+from multimem import app_cache, app_curation, app_ui, explore
 
 NEIGHBOUR_KINDS = {
     "image": ("By image", "training images f finds most similar to this image; their captions show what the data "
@@ -21,10 +22,29 @@ problems: list[str] = []
 query = app_ui.page_query("sample")
 wanted = explore.parse_sample_id((query.get("id") or [None])[-1], samples.index, problems)
 k_wanted = explore.parse_k(query, problems)
+# the Browse view the pair was opened from (its filters and order travel in the link), else this session's last
+# Browse view of this run, else Browse's default: previous / next step through the same pairs in the same order
+labels = sorted(table["label"].dropna().astype(str).unique()) if "label" in table else []
+from_link = any(key in query for key in explore.BROWSE_KEYS)
+last_browse = st.session_state.get("_url_browse") or {}
+if from_link:
+    order_view, order_problems = explore.parse_browse(query, labels, explore.columns_for(table))
+    problems += order_problems
+elif last_browse.get("run") == [name]:
+    order_view, _ = explore.parse_browse(last_browse, labels, explore.columns_for(table))
+else:
+    order_view = explore.BrowseView()
+order_source = "browse" if from_link or last_browse.get("run") == [name] else "default"
 app_ui.show_problems(problems)
+rows_in_order = explore.select(table, order_view, app_cache.scores_search_text(name) if order_view.text else None)
+if order_view.only:  # Browse shows only the pairs of its curation list
+    rows_in_order = app_curation.filtered(rows_in_order, app_curation.list_ids(name, order_view.list))
 
-# the pair picker: the most memorized candidates, plus the pair the link asked for
-top = table[table["subset"] == "candidate"].nlargest(100, "multimem")["id"].tolist()
+# the pair picker: the first 100 pairs of the Browse order (by default the most memorized candidates), plus the
+# pair the link asked for
+top = rows_in_order["id"].head(100).astype(str).tolist()
+if not top:
+    top = table[table["subset"] == "candidate"].nlargest(100, "multimem")["id"].tolist()
 default = wanted or (top[0] if top else str(table["id"].iloc[0]))
 app_ui.seed("sample", {"s_id": default, "s_k": k_wanted})
 if st.session_state["s_id"] not in samples.index:
@@ -34,16 +54,53 @@ captions = samples["caption"]
 
 head, pick, share_col = st.columns([4, 2, 1])
 pick.selectbox("Pair", options, key="s_id", format_func=lambda i: f"{captions.get(i, i)} ({i})",
-               help="The 100 most memorized candidates; open any other pair from Browse or a neighbour")
+               help="The first 100 pairs in the Browse order; open any other pair from Browse or a neighbour")
 sid = st.session_state["s_id"]
 sample = samples.loc[sid]
 row = int(samples.index.get_loc(sid))
 scored = by_row.loc[row] if row in by_row.index else None
-params = {"id": sid, "k": str(st.session_state["s_k"]) if st.session_state["s_k"] != explore.NEIGHBOURS else None}
+order = explore.order_params(order_view) if order_source != "default" else {}
+params = {"id": sid, "k": str(st.session_state["s_k"]) if st.session_state["s_k"] != explore.NEIGHBOURS else None,
+          **order}
 app_ui.write_view("sample", params)
 with share_col:
     app_ui.share("sample", params)
-head.title(explore.plain(sample["caption"], None))  # a dataset's caption shows as typed, never as Markdown
+injected_pair = bool(sample.get("injected"))
+if injected_pair:  # its caption is the wrong one on purpose: the title names the sample instead
+    head.title(f"Sample {explore.plain(sid, None)}")
+    head.caption(f"Caption (swapped in on purpose): {explore.plain(sample['caption'], None)}")
+else:
+    head.title(explore.plain(sample["caption"], None))  # a dataset's caption shows as typed, never as Markdown
+
+
+def step_to(other: str) -> None:
+    st.session_state["s_id"] = other
+
+
+# ---- previous / next in the Browse order
+where = explore.position_in(rows_in_order, sid, order_view.per_page)
+filtered = (order_view.lo > -1 or order_view.hi < 1 or order_view.labels or order_view.text
+            or order_view.injected != "any" or order_view.region is not None)
+described = (f"{', '.join(explore.SUBSET_SHORT[x] for x in order_view.subsets)} by "
+             f"{explore.sorts_for(table).get(order_view.sort, order_view.sort)}, "
+             f"{'highest' if order_view.order == 'desc' else 'lowest'} first" + (", filtered" if filtered else "")
+             + (f", only list {explore.plain(order_view.list, None)}" if order_view.only else ""))
+n1, n2, n3, n4 = st.columns([1, 3, 1, 1.4], vertical_alignment="center")
+n1.button("Previous", on_click=step_to, args=(where["previous"] if where else None,),
+          disabled=not where or where["previous"] is None, icon=":material/chevron_left:", key="s_prev",
+          width="stretch")
+n3.button("Next", on_click=step_to, args=(where["next"] if where else None,),
+          disabled=not where or where["next"] is None, icon=":material/chevron_right:", key="s_next",
+          width="stretch")
+whose = {"browse": "your Browse view", "default": "Browse's default view"}[order_source]
+if where:
+    n2.caption(f"Pair **{where['position']:,}** of {where['count']:,} in {whose} ({described}).")
+    back = {"run": name, **explore.order_params(order_view), **({"p": str(where["page"])} if where["page"] > 1 else {})}
+else:
+    n2.caption(f"This pair is not among the {len(rows_in_order):,} pairs of {whose} ({described}); previous / next "
+               "are off.")
+    back = {"run": name, **explore.order_params(order_view)}
+n4.markdown(f"[:material/grid_view: Back to Browse]({explore.link('browse', back)})")
 
 # ---- the pair
 img_col, info_col = st.columns([1, 2], gap="large")
@@ -66,12 +123,41 @@ with info_col:
         st.info("This pair is not in the scored set (only S_C, S_I and a sample of S_S are scored); its neighbours "
                 "are still shown below.", icon=":material/info:")
     else:
+        subset_name = explore.SUBSET_LABELS[scored["subset"]]
         same = table[table["subset"] == scored["subset"]]["multimem"]
         pct = float((same < scored["multimem"]).mean() * 100)
-        c1, c2, c3 = st.columns(3)
-        c1.metric("MultiMem (normalised)", f"{scored['multimem']:+.3f}", help="Raw score / the run's range")
-        c2.metric("MultiMem (raw)", f"{scored['multimem_raw']:+.5f}", help="CMC_f − CMC_g")
-        c3.metric(f"Percentile in {explore.SUBSET_LABELS[scored['subset']].split()[0]}", f"{pct:.0f}")
+        norm = (app_cache.manifest(name).get("metric") or {}).get("normalisation") or {}
+        value_range = norm.get("range") or float(table["multimem_raw"].max() - table["multimem_raw"].min()) or 1.0
+        se = scored.get("multimem_se")
+        se = float(se) if se is not None and np.isfinite(float(se)) else None
+        k = int((app_cache.manifest(name).get("metric") or {}).get("replicas") or 1)
+        calibrated = explore.calibrated_row(table, scored)
+        c1, c2 = st.columns(2)
+        c1.metric("MultiMem (normalised)", f"{scored['multimem']:+.3f}"
+                  + (f" ± {se / value_range:.3f}" if se is not None else ""),
+                  help="Raw score / the run's range" + ("; ± one standard error over the replicas" if se else ""))
+        c2.metric("MultiMem (raw)", f"{scored['multimem_raw']:+.5f}" + (f" ± {se:.5f}" if se is not None else ""),
+                  help="CMC_f − CMC_g, the paper's score" + ("; ± one standard error over the replicas" if se else ""))
+        cols = st.columns(3)
+        cols[0].metric(f"Percentile in {subset_name.split()[0]}", f"{pct:.0f}",
+                       help=f"Share of {subset_name} that score lower than this pair")
+        for col, (label, (value, what)) in zip(cols[1:], calibrated.items()):
+            col.metric(label, f"{value:+.5f}", help=what)
+        words = [f"This pair scores higher than **{pct:.0f}%** of {subset_name}. MultiMem measures how much better f "
+                 "aligns this image with its caption than g does: **0 means f and g agree**, positive means f aligns "
+                 "it better (f trained on it and g did not: memorized), negative means g does."]
+        if se is not None:
+            near = abs(float(scored["multimem_raw"])) <= 2 * se
+            words.append(f"± is one standard error over the run's {k} replicas (seeds of f and g)"
+                         + (": this score is within two standard errors of 0, so the replicas do not agree that f and "
+                            "g differ on it." if near else
+                            ": the score is more than two standard errors from 0."))
+        if calibrated:
+            words.append("The calibrated scores subtract the run's model-level offset (the mean score of the S_S "
+                         "sample, which both models trained on)" + (" and, per label, that label's S_S mean"
+                                                                    if len(calibrated) > 1 else "")
+                         + ": they rank pairs without the offset (README, *Scores that hold up*).")
+        st.markdown(" ".join(words))
         terms = pd.DataFrame(
             {
                 "f": [scored["cmc_f"], scored["own_f"], scored["held_f"], scored["cos_f"]],
@@ -96,6 +182,14 @@ st.slider("Neighbours per view", 4, 24, key="s_k", step=4)
 k = st.session_state["s_k"]
 found = {kind: index.search(row, kind, k) for kind in NEIGHBOUR_KINDS}
 image_nbr_caps = [list(samples["captions"].iloc[r]) for r, _ in found["image"]]
+tight = [kind for kind in ("image", "text") if explore.collapsed([sim for _, sim in found[kind]])]
+if tight:
+    lowest = min(sim for kind in tight for _, sim in found[kind])
+    st.warning(f"f's neighbourhood is nearly collapsed: all {k} nearest training "
+               + " and ".join({"image": "images", "text": "captions"}[t] for t in tight)
+               + f" are at cosine {lowest:.3f} or more to this pair. f barely tells samples apart (the model is weakly "
+               "trained), so these neighbours, and the sentence built from them, mean little. Train longer or a "
+               "larger model to read neighbours.", icon=":material/blur_on:")
 if scored is not None:
     st.info(explore.explain({**sample.to_dict(), **scored.to_dict()}, image_nbr_caps), icon=":material/lightbulb:")
 

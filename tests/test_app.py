@@ -134,7 +134,9 @@ def test_sample_deep_link_shows_the_pair_its_scores_and_neighbours(app, app_runs
     _, samples, scores = demo_tables
     row = scores[(scores.subset == "candidate") & scores.injected].iloc[0]
     at = app(page="sample", run="demo", id=row["id"])
-    assert at.title[0].value == explore.plain(row["caption"], None)  # the caption as text, never as Markdown
+    # an injected pair's caption is the wrong one on purpose: the sample id is the title, the caption shown as text
+    assert at.title[0].value == f"Sample {explore.plain(row['id'], None)}"
+    assert any(explore.plain(row["caption"], None) in c.value for c in at.caption)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["MultiMem (normalised)"] == f"{row['multimem']:+.3f}"
     assert metrics["MultiMem (raw)"] == f"{row['multimem_raw']:+.5f}"
