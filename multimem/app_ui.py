@@ -144,9 +144,14 @@ def attribution(manifest: Mapping[str, Any]) -> None:
         st.caption(ATTRIBUTION)
 
 
+def dark_theme() -> bool:
+    """True when the viewer's page is dark (their Streamlit theme, which follows their system unless they chose)."""
+    return getattr(getattr(st.context, "theme", None), "type", None) == "dark"
+
+
 def grid(cards: Sequence[explore.Card]) -> None:
     if cards:
-        st.html(explore.grid_html(cards))
+        st.html(explore.grid_html(cards, dark=dark_theme()))
 
 
 CARD_LINK_CSS = """<style>
@@ -160,11 +165,13 @@ div[class*="st-key-mmcard_"] [data-testid="stCheckbox"]{position:relative;z-inde
 
 
 def link_grid(cards: Sequence[explore.Card], ids: Sequence[str], run: str, per_row: int = 4,
-              listed: set[str] | None = None, tag_list: str = "", scroll: int = 0) -> None:
+              listed: set[str] | None = None, tag_list: str = "", scroll: int = 0,
+              params: Mapping[str, Any] | None = None) -> None:
     """Cards that open their Sample page inside the app (st.page_link: no page load, the session and its state
     stay; the link is a keyboard stop, Enter opens it, and the whole card is its click target). With `tag_list`,
     each card has a checkbox that tags its pair into that list. `scroll` > 0 scrolls the grid into view (after
-    paging, so the new page's first cards show instead of the page's bottom)."""
+    paging, so the new page's first cards show instead of the page's bottom). `params` ride along in each Sample
+    link (Browse's order: explore.order_params), so that a link opened anywhere steps through the same pairs."""
     from multimem import app_curation
 
     st.html(explore.GRID_CSS + CARD_LINK_CSS)
@@ -174,13 +181,15 @@ def link_grid(cards: Sequence[explore.Card], ids: Sequence[str], run: str, per_r
             st.html(f"<script>/* {scroll} */ (function(){{const el=document.querySelector('.st-key-mmgrid_top');"
                     "if(el){el.scrollIntoView({block:'start',behavior:'instant'});}})();</script>",
                     unsafe_allow_javascript=True)
+    dark = dark_theme()
     for start in range(0, len(cards), per_row):
         cols = st.columns(per_row)
         for j, (col, card, sid) in enumerate(zip(cols, cards[start:start + per_row], ids[start:start + per_row])):
             with col.container(key=f"mmcard_{start + j}"):
-                st.html(explore.card_html(explore.Card(**{**card.__dict__, "href": None})))
+                html = explore.card_html(explore.Card(**{**card.__dict__, "href": None}))
+                st.html(f'<div class="mm-dark">{html}</div>' if dark else html)
                 st.page_link("pages/sample.py", label="Open pair", icon=":material/open_in_full:",
-                             query_params={"page": "sample", "run": run, "id": sid},
+                             query_params={"page": "sample", "run": run, "id": sid, **(params or {})},
                              help=explore.plain(card.caption, 200))
                 if tag_list:
                     app_curation.tag_toggle(run, tag_list, sid, sid in (listed or set()), key=f"tag_{sid}")

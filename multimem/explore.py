@@ -555,10 +555,10 @@ def histogram(values: np.ndarray, bins: int = 40, lo: float | None = None, hi: f
 # ---------------------------------------------------------------- Compare
 
 def shared_range(a: pd.DataFrame, b: pd.DataFrame) -> float:
-    """One normalisation range for two runs: max − min of the raw scores of both scored sets together."""
-    both = np.concatenate([a["multimem_raw"].to_numpy(float), b["multimem_raw"].to_numpy(float)])
-    r = float(both.max() - both.min()) if len(both) else 0.0
-    return r if r > 0 else 1.0
+    """One normalisation range for two runs (multimem.summary.shared_range)."""
+    from multimem import summary
+
+    return summary.shared_range(a, b)
 
 
 def compare_values(df: pd.DataFrame, mode: str, value_range: float) -> pd.Series:
@@ -723,24 +723,31 @@ class Card:
     title: str = ""  # tooltip of the score: what the number is
 
 
-def score_colour(score: float | None) -> str:
+def score_class(score: float | None) -> str:
+    """The CSS class that colours a score: high (red), above 0 (orange), at or below 0 (green), none (grey)."""
     if score is None or not math.isfinite(score):
-        return "#777"
-    return "#b3261e" if score > 0.25 else "#c77700" if score > 0 else "#2e6b30"
+        return "mm-s-na"
+    return "mm-s-hi" if score > 0.25 else "mm-s-mid" if score > 0 else "mm-s-lo"
 
 
+# Cards take the page's text colour and a translucent background, so they read in the light and the dark theme;
+# the score colours have a darker set for a light page and a lighter one for a dark page (.mm-dark).
 GRID_CSS = """
 <style>
 .mm-grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(168px,1fr));gap:12px;margin:4px 0 12px}
-.mm-card{border:1px solid #ddd;border-radius:8px;padding:8px;background:#fff;display:flex;flex-direction:column;
-  align-items:center;text-decoration:none !important;color:inherit !important;min-width:0}
-.mm-card:hover{border-color:#888;box-shadow:0 1px 4px rgba(0,0,0,.15)}
+.mm-card{border:1px solid rgba(128,128,128,.35);border-radius:8px;padding:8px;background:rgba(128,128,128,.05);
+  display:flex;flex-direction:column;align-items:center;text-decoration:none !important;color:inherit !important;
+  min-width:0}
+.mm-card:hover,.mm-card:focus-visible{border-color:rgba(128,128,128,.9);box-shadow:0 1px 4px rgba(0,0,0,.2)}
 .mm-card img{width:128px;height:128px;object-fit:contain;image-rendering:auto;background:#fafafa;border-radius:4px}
-.mm-cap{font-size:.9rem;line-height:1.25;margin-top:6px;text-align:center;overflow-wrap:anywhere;color:#222}
+.mm-cap{font-size:.9rem;line-height:1.25;margin-top:6px;text-align:center;overflow-wrap:anywhere;color:inherit}
 .mm-score{font-weight:600;font-size:.95rem;margin-top:4px}
-.mm-line{font-size:.75rem;color:#666;text-align:center;overflow-wrap:anywhere}
-.mm-se{font-weight:400;font-size:.8rem;color:#555}
+.mm-line{font-size:.75rem;opacity:.75;text-align:center;overflow-wrap:anywhere}
+.mm-se{font-weight:400;font-size:.8rem;opacity:.8}
 .mm-badge{font-size:.7rem;background:#fde7e7;color:#b3261e;border-radius:4px;padding:0 5px;margin-top:3px}
+.mm-s-hi{color:#b3261e}.mm-s-mid{color:#a86400}.mm-s-lo{color:#2e6b30}.mm-s-na{color:#777}
+.mm-dark .mm-s-hi{color:#ff8a80}.mm-dark .mm-s-mid{color:#ffb74d}.mm-dark .mm-s-lo{color:#81c784}
+.mm-dark .mm-s-na{color:#aaa}.mm-dark .mm-badge{background:#5c1d19;color:#ffcdd2}
 </style>
 """
 
@@ -751,7 +758,7 @@ def card_html(card: Card) -> str:
     if card.score is not None:
         note = f' <span class="mm-se">{e(card.score_note)}</span>' if card.score_note else ""
         tip = f' title="{e(card.title)}"' if card.title else ""
-        parts.append(f'<div class="mm-score" style="color:{score_colour(card.score)}"{tip}>{card.score:+.3f}{note}</div>')
+        parts.append(f'<div class="mm-score {score_class(card.score)}"{tip}>{card.score:+.3f}{note}</div>')
     if card.badge:
         parts.append(f'<div class="mm-badge">{e(card.badge)}</div>')
     parts += [f'<div class="mm-line">{e(line)}</div>' for line in card.lines]
@@ -761,8 +768,10 @@ def card_html(card: Card) -> str:
     return f'<div class="mm-card">{inner}</div>'
 
 
-def grid_html(cards: Sequence[Card]) -> str:
-    return GRID_CSS + '<div class="mm-grid">' + "".join(card_html(c) for c in cards) + "</div>"
+def grid_html(cards: Sequence[Card], dark: bool = False) -> str:
+    """The cards as one HTML grid; `dark`: the page has a dark background (lighter score colours)."""
+    cls = "mm-grid mm-dark" if dark else "mm-grid"
+    return GRID_CSS + f'<div class="{cls}">' + "".join(card_html(c) for c in cards) + "</div>"
 
 
 # ---------------------------------------------------------------- why a pair scores as it does

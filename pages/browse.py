@@ -161,7 +161,8 @@ with right:
                       + ("; ± one standard error over the run's replicas" if card.score_note else ""))
         cards.append(card)
     app_ui.link_grid(cards, [str(r["id"]) for r in records], name, listed=set(listed), tag_list=filters.list,
-                     scroll=st.session_state.get("_b_scroll", 0) if not from_link else 0)
+                     scroll=st.session_state.get("_b_scroll", 0) if not from_link else 0,
+                     params=explore.order_params(view))
     p1, p2, p3, p4 = st.columns([1, 1.4, 1, 1], vertical_alignment="bottom")
     p1.button("Previous", on_click=go_page, args=(-1,), disabled=page <= 1, icon=":material/chevron_left:",
               width="stretch")
@@ -190,10 +191,10 @@ with left:
     if region is not None:  # the selection stays visible, also when it came from a link
         if region.kind == "box":
             fig.add_shape(type="rect", x0=region.xs[0], x1=region.xs[1], y0=region.ys[0], y1=region.ys[1],
-                          line=dict(color="#333", dash="dash"))
+                          line=dict(color="#888", dash="dash"))
         else:
             path = "M " + " L ".join(f"{x},{y}" for x, y in zip(region.xs, region.ys)) + " Z"
-            fig.add_shape(type="path", path=path, line=dict(color="#333", dash="dash"))
+            fig.add_shape(type="path", path=path, line=dict(color="#888", dash="dash"))
     fig.update_layout(height=420, margin=dict(t=10, l=10, r=10, b=40), dragmode="lasso",
                       xaxis_title=columns[filters.x], yaxis_title=columns[filters.y])
     st.plotly_chart(fig, key=chart_key, on_select="rerun", selection_mode=("box", "lasso"), width="stretch")

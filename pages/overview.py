@@ -110,7 +110,7 @@ if forest:
         marker=dict(size=10, color=["#999" if iv.within_noise else "#d62728" for _, iv in forest]),
         error_x=dict(type="data", symmetric=False, array=[iv.high - iv.estimate for _, iv in forest],
                      arrayminus=[iv.estimate - iv.low for _, iv in forest], thickness=2, width=6,
-                     color="#444"),
+                     color="#888"),
         hovertemplate="%{y}: %{x:+.5f}<extra></extra>"))
     fig.add_vline(x=0, line=dict(dash="dot", color="#666"))
     fig.update_layout(height=60 + 36 * len(forest), margin=dict(t=10, b=40, l=10, r=10),

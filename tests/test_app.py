@@ -260,7 +260,7 @@ def own_demo(app_runs, tmp_path) -> Path:
 
 def test_mitigation_form_lists_the_strategies_and_shows_noise_by_default(app_runs, monkeypatch):
     from multimem import mitigate
-    from multimem.cli import MITIGATION_OPTIONS
+    from multimem.strategy_options import OPTIONS
 
     closed = runs_page(app_runs, monkeypatch)
     assert any(e.label.startswith("Derive a run") for e in closed.expander)
@@ -274,7 +274,7 @@ def test_mitigation_form_lists_the_strategies_and_shows_noise_by_default(app_run
     assert at.text_input(key="mit_noise_std").value == f"{mitigate.NoiseParams().std:g}" == "0.1"
     assert at.selectbox(key="mit_noise_modalities").value == "both"
     assert at.selectbox(key="mit_noise_noise_space").value == mitigate.NoiseParams().noise_space
-    assert at.text_input(key="mit_noise_std").help == MITIGATION_OPTIONS["std"][1].removeprefix("noise: ")
+    assert at.text_input(key="mit_noise_std").help == OPTIONS["std"].help
     assert not [t for t in at.text_input if t.key and t.key.startswith("mit_removal_")]
 
     strategy.set_value("removal").run(timeout=TIMEOUT)
