@@ -100,7 +100,9 @@ def test_deep_link_to_a_sample_shows_image_caption_and_neighbours(server, browse
     page = browser.new_page(viewport={"width": 1400, "height": 900})  # a fresh browser session: nothing cached
     page.goto(f"{server}/sample?page=sample&run=demo&id={row['id']}")
     settle(page, "a.mm-card")
-    assert page.locator("h1").first.inner_text().strip() == row["caption"]
+    # an injected pair's caption is wrong on purpose: the title is the sample id, the caption is shown below it
+    assert page.locator("h1").first.inner_text().strip() == f"Sample {row['id']}"
+    assert row["caption"] in page.inner_text("body")
     image = page.locator("[data-testid=stImage] img").first
     assert image.is_visible() and image.evaluate("img => img.complete && img.naturalWidth > 0")
     assert row["original_caption"] in page.inner_text("body")  # the injected pair says what its image shows
@@ -145,19 +147,25 @@ def test_copied_browse_link_restores_the_view_in_a_fresh_browser(server, browser
     page.close()
 
 
+@pytest.mark.parametrize("theme", ["light", "dark"])
 @pytest.mark.parametrize("name, path, ready", [
     ("overview", "/?run=demo", "text=How much did f memorize?"),
     ("browse", "/browse?run=demo&subset=candidate&subset=independent&subset=shared", BROWSE_CARD),
+    ("sample", "/sample?run=demo", "a.mm-card"),
     ("compare", "/compare?run=demo&vs=halved", "text=Score distributions"),
     ("runs", "/runs?run=demo", "text=Start a new run"),
 ])
-def test_every_page_renders_without_errors(server, browser, name, path, ready):
-    page = browser.new_page(viewport={"width": 1400, "height": 900})
+def test_every_page_renders_without_errors(server, browser, name, path, ready, theme):
+    """Every page in the viewer's light and dark theme (the app follows it); screenshots in test-artifacts/."""
+    page = browser.new_page(viewport={"width": 1400, "height": 900}, color_scheme=theme)
     page.goto(server + path)
     settle(page, ready)
     assert page.locator("[data-testid=stException]").count() == 0
     assert f"page={name}" in page.url
-    screenshot(page, name)
+    background = page.evaluate("() => getComputedStyle(document.querySelector('.stApp')).backgroundColor")
+    level = sum(int(v) for v in background[background.index("(") + 1:-1].split(",")[:3]) / 3
+    assert (level < 80) if theme == "dark" else (level > 200), background
+    screenshot(page, f"{name}-{theme}")
     page.close()
 
 
