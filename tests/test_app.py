@@ -17,24 +17,13 @@ from multimem.images import open_image
 from multimem.index import NeighbourIndex
 from multimem.ondemand import Scorer
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
-TIMEOUT = 60
+from app_helpers import APP, TIMEOUT, open_app
 
 
 @pytest.fixture
 def app(app_runs, monkeypatch):
     """open(**params) -> an AppTest of app.py run once with those query parameters, reading app_runs."""
-    monkeypatch.setenv("MULTIMEM_RUNS", str(app_runs))
-
-    def open_(**params) -> AppTest:
-        at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-        for key, value in params.items():
-            at.query_params[key] = value
-        at.run(timeout=TIMEOUT)
-        assert not at.exception, [e.value for e in at.exception]
-        return at
-
-    return open_
+    return lambda **params: open_app(app_runs, monkeypatch, **params)
 
 
 def grid_captions(at: AppTest) -> list[str]:

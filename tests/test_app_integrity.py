@@ -15,8 +15,7 @@ from streamlit.testing.v1 import AppTest
 from multimem import app_cache, cli, explore
 from multimem.runs import Run, list_runs
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
-TIMEOUT = 60
+from app_helpers import open_app
 
 
 def copy_run(app_runs: Path, root: Path, name: str, **manifest) -> Path:
@@ -27,16 +26,6 @@ def copy_run(app_runs: Path, root: Path, name: str, **manifest) -> Path:
     m.update(name=name, **manifest)
     (folder / "manifest.json").write_text(json.dumps(m))
     return folder
-
-
-def open_app(root: Path, monkeypatch, **params) -> AppTest:
-    monkeypatch.setenv("MULTIMEM_RUNS", str(root))
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    for key, value in params.items():
-        at.query_params[key] = value
-    at.run(timeout=TIMEOUT)
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def texts(elements) -> list[str]:

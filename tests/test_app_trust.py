@@ -14,8 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from multimem import explore, index, summary
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
-TIMEOUT = 60
+from app_helpers import TIMEOUT, open_app
 OFFSET = 0.05  # added to every S_S raw score of 'offset': a model-level offset far above the S_C − S_S gap
 SHIFT = -0.01  # added to every S_C raw score of 'demo.less': less memorized than its parent, by a known amount
 SE = 0.004  # the standard error given to every score of 'rep'
@@ -91,17 +90,7 @@ def trust_root(app_runs, tmp_path_factory) -> Path:
 
 @pytest.fixture
 def open_page(trust_root, monkeypatch):
-    monkeypatch.setenv("MULTIMEM_RUNS", str(trust_root))
-
-    def open_(**params) -> AppTest:
-        at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-        for key, value in params.items():
-            at.query_params[key] = value
-        at.run(timeout=TIMEOUT)
-        assert not at.exception, [e.value for e in at.exception]
-        return at
-
-    return open_
+    return lambda **params: open_app(trust_root, monkeypatch, **params)
 
 
 def scores_of(root: Path, name: str) -> pd.DataFrame:
