@@ -204,7 +204,7 @@ def diagnostics(table: pd.DataFrame, min_per_label: int = MIN_PER_LABEL) -> dict
             f"averages {offset:+.4f} (raw; held-out term f − g {out['held_difference']:+.4f}) against an S_C − S_S "
             f"gap of {gap:+.4f}. Positive or negative raw scores mean little here: rank by the calibrated score, "
             "and reduce training noise with --replicas or more epochs.")
-    if out["gap_candidate_shared"]["within_noise"]:
+    if out["gap_candidate_shared"]["low"] <= 0:  # not above 0 beyond noise (within noise, or below)
         warnings.append("S_C does not score above S_S beyond noise: f has not measurably memorized its candidates "
                         "more than its shared samples; the ranking of S_C is mostly noise. Train longer, use a larger "
                         "model or fewer shared samples, or average --replicas.")

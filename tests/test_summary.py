@@ -97,3 +97,6 @@ def test_warnings_on_a_large_offset_and_label_spread():
     d = summary.diagnostics(table(spread, subsets, labels))
     assert d["label_spread_shared"] > 0.25
     assert any("Labels differ more than samples do" in w for w in d["warnings"])
+    # S_C clearly below S_S: no memorization to rank either
+    below = np.concatenate([-0.2 + rng.normal(0, 0.02, n), rng.normal(0, 0.02, n), -0.30 + rng.normal(0, 0.02, n)])
+    assert any("S_C does not score above S_S" in w for w in summary.diagnostics(table(below, subsets, labels))["warnings"])
