@@ -30,7 +30,8 @@ for note in app_cache.skipped_runs():  # a folder that is not a usable run never
 if table.empty:
     app_ui.no_runs()
 else:
-    shown = table.assign(open=[explore.link("overview", {"run": n}) for n in table["name"]])
+    # empty cells, not "None", where a run has no parent or no figure yet
+    shown = table.assign(**{c: table[c].fillna("") for c in ("model", "parent", "dataset") if c in table})
     number = st.column_config.NumberColumn
     columns = {
         "name": st.column_config.TextColumn("run"), "status": st.column_config.TextColumn("status"),
@@ -38,10 +39,15 @@ else:
         "mean_candidate": number("mean S_C", format="%+.3f"), "mean_independent": number("mean S_I", format="%+.3f"),
         "mean_shared": number("mean S_S", format="%+.3f"), "injected_auc": number("injected AUC", format="%.3f"),
         "f_i2t_R@5": number("f i→t R@5", format="%.3f"), "g_i2t_R@5": number("g i→t R@5", format="%.3f"),
-        "open": st.column_config.LinkColumn("overview", display_text="open"),
     }
     columns = {c: v for c, v in columns.items() if c in shown.columns}
-    st.dataframe(shown[list(columns)], hide_index=True, width="stretch", column_config=columns)
+    # a row opens its run's Overview in this tab (a link column would open a new tab and a new session)
+    picked = st.dataframe(shown[list(columns)], hide_index=True, width="stretch", column_config=columns,
+                          on_select="rerun", selection_mode="single-row", key="runs_table").selection.rows
+    st.caption("Select a row to open its run's Overview.")
+    if picked and shown.iloc[picked[0]]["name"] in app_cache.scored_runs():
+        del st.session_state["runs_table"]  # coming back to this page must not open the run again
+        st.switch_page("pages/overview.py", query_params={"page": "overview", "run": shown.iloc[picked[0]]["name"]})
 
 
 # ---- jobs: live progress of running ones (first), the error of failed ones

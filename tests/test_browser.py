@@ -238,3 +238,18 @@ def test_downloaded_report_renders_offline(server, browser, tmp_path):
     ARTIFACTS.mkdir(exist_ok=True)
     offline.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
     context.close()
+
+
+def test_a_row_of_the_runs_table_opens_its_overview_in_the_same_tab(server, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(f"{server}/runs?run=demo")
+    settle(page, "text=Select a row to open its run's Overview")
+    box = page.locator("[data-testid=stDataFrame]").first.bounding_box()
+    page.mouse.click(box["x"] + 12, box["y"] + 52)  # the first row's selection cell
+    page.wait_for_url("**/?page=overview*", timeout=30_000)
+    assert len(browser.contexts[-1].pages) == 1  # no new tab
+    page.get_by_role("link", name="Runs").first.click()
+    settle(page, "text=Select a row to open its run's Overview")
+    page.wait_for_timeout(2000)
+    assert "page=runs" in page.url  # coming back does not open the run again
+    page.close()
