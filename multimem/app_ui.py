@@ -103,6 +103,19 @@ def _base_url() -> str:
     return url.rstrip("/")
 
 
+def report_button(where, page: str, params: Mapping[str, Any], title: str, run: str, figures: Sequence[Any] = (),
+                  cards: Sequence[explore.Card] = (), notes: Sequence[str] = (), file_name: str = "") -> None:
+    """"Download report": the view as one self-contained HTML file (multimem.report), built only when clicked."""
+    from multimem import report
+
+    link = explore.link(page, view_params(page, params), _base_url())
+    where.download_button(
+        "Download report", lambda: report.view_report(title, run, app_cache.manifest(run), cards=list(cards),
+                                                      figures=list(figures), link=link, notes=list(notes)),
+        file_name=file_name or f"{run}-{page}.html", mime="text/html", key=f"{page}_report", on_click="ignore",
+        icon=":material/description:", help="One self-contained HTML file of this view: opens offline")
+
+
 def show_problems(problems: Sequence[str]) -> None:
     """Friendly notes for what a link asked for but could not be shown (no tracebacks). The notes are Markdown:
     whoever builds one puts the link's values in through explore.plain, so they show as typed, never as links."""

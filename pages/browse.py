@@ -6,7 +6,7 @@ import math
 import plotly.graph_objects as go
 import streamlit as st
 
-from multimem import app_cache, app_curation, app_ui, curation, explore, report, review
+from multimem import app_cache, app_curation, app_ui, curation, explore, review
 from multimem.explore import BrowseView, Region
 
 name = app_ui.page_run()
@@ -237,17 +237,13 @@ with tools:
 
 params = explore.browse_params(view)
 app_ui.write_view("browse", params)
-with report_col:  # this page of pairs, the scatter, the run's settings and this view's link, in one HTML file
-    link = explore.link("browse", app_ui.view_params("browse", params), app_ui._base_url())
-    st.download_button(
-        "Download report", lambda: report.view_report(
-            f"Browse: {len(rows):,} pairs, page {page} of {pages}", name, app_cache.manifest(name), cards=cards,
-            figures=[fig], link=link,
-            notes=[f"{len(rows):,} of {len(table):,} scored pairs match this view; the cards are page {page} "
-                   f"({', '.join(explore.SUBSET_SHORT[s] for s in view.subsets)}, sorted by {sorts[view.sort]}, "
-                   f"{'highest' if view.order == 'desc' else 'lowest'} first)."]),
-        file_name=f"{name}-browse-p{page}.html", mime="text/html", key="b_report", on_click="ignore",
-        icon=":material/description:", help="One self-contained HTML file of this view: opens offline")
+# this page of pairs, the scatter, the run's settings and this view's link, in one HTML file
+app_ui.report_button(
+    report_col, "browse", params, f"Browse: {len(rows):,} pairs, page {page} of {pages}", name, figures=[fig],
+    cards=cards, file_name=f"{name}-browse-p{page}.html",
+    notes=[f"{len(rows):,} of {len(table):,} scored pairs match this view; the cards are page {page} "
+           f"({', '.join(explore.SUBSET_SHORT[s] for s in view.subsets)}, sorted by {sorts[view.sort]}, "
+           f"{'highest' if view.order == 'desc' else 'lowest'} first)."])
 with share_col:
     app_ui.share("browse", params)
 app_ui.attribution(app_cache.manifest(name))

@@ -144,6 +144,7 @@ fig.update_layout(barmode="overlay", height=320, margin=dict(t=10, b=40), yaxis_
                   xaxis_title="MultiMem (" + ("raw" if mode == "raw" else "shared range") + ")",
                   legend=dict(orientation="h", y=1.1))
 st.plotly_chart(fig, width="stretch")
+report_figures = [fig]  # the figures of this view, for its report
 
 # ---- utility side by side
 ua, ub = app_cache.manifest(run_a).get("utility") or {}, app_cache.manifest(run_b).get("utility") or {}
@@ -172,6 +173,7 @@ else:
     sc.update_layout(height=380, margin=dict(t=10, b=40), xaxis_title=f"A: {run_a}", yaxis_title=f"B: {run_b}",
                      showlegend=False)
     left.plotly_chart(sc, width="stretch")
+    report_figures.append(sc)
     marked = "; red: injected mis-captions" if joined["injected"].any() else ""
     left.caption(f"{len(joined):,} candidates scored in both runs{marked}. Below the line: less memorized in "
                  f"{explore.plain(run_b, None)} (B) than in {explore.plain(run_a, None)} (A).")
@@ -192,3 +194,7 @@ else:
         },
     )
 app_ui.attribution(app_cache.manifest(run_a))
+app_ui.report_button(c3, "compare", params, f"Compare {run_a} (A) with {run_b} (B)", run_b,
+                     figures=report_figures,
+                     notes=[f"Run A: {run_a}; run B: {run_b}; compared on "
+                            f"{'raw differences' if mode == 'raw' else 'one shared normalisation range'}."])

@@ -21,8 +21,16 @@ table = app_cache.scores(name)
 injected = app_cache.has_injected(name)  # injection is mentioned only for a run that has injected samples
 app_ui.write_view("overview", {})
 
-head, share = st.columns([5, 1])
+head, report_col, share = st.columns([4, 1, 1], vertical_alignment="bottom")
 head.title(f"Run {name}")
+report_figures: list = []  # the figures of this view, for its report
+
+
+def chart(fig, where=st) -> None:
+    where.plotly_chart(fig, width="stretch")
+    report_figures.append(fig)
+
+
 with share:
     app_ui.share("overview", {})
 ds, model, lineage = m.get("dataset") or {}, m.get("model") or {}, m.get("lineage") or {}
@@ -116,7 +124,7 @@ if forest:
     fig.update_layout(height=60 + 36 * len(forest), margin=dict(t=10, b=40, l=10, r=10),
                       xaxis_title="raw MultiMem (CMC_f − CMC_g) with its 95% interval",
                       yaxis=dict(autorange="reversed"), showlegend=False)
-    st.plotly_chart(fig, width="stretch")
+    chart(fig)
     st.caption("Grey: the interval covers 0 (within noise). The offset is the mean on S_S; the calibrated score "
                "(`multimem_calibrated`) subtracts it from every score. README, *Scores that hold up*.")
 WARNING_HEADS = {"The models differ as a whole": "Model-level offset.",
@@ -155,7 +163,7 @@ if not by_label.empty:
                              f"<br>{counts.get((lab, CANDIDATE), 0)} / {counts.get((lab, SHARED), 0)}"
                              for lab in labels_shown]))
     box.add_hline(y=0, line=dict(dash="dot", color="#666"))
-    st.plotly_chart(box, width="stretch")
+    chart(box)
     spread = diag.get("label_spread_shared")
     st.caption(
         "Quartiles (box), mean (dashed) and min to max (whiskers) of the raw score per label, with the number of "
@@ -192,7 +200,7 @@ for subset in (CANDIDATE, INDEPENDENT, SHARED):
                     opacity=0.55)
 fig.update_layout(barmode="overlay", height=340, margin=dict(t=10, b=40), yaxis_title="pairs",
                   xaxis_title="MultiMem (normalised by the run's range)", legend=dict(orientation="h", y=1.08))
-st.plotly_chart(fig, width="stretch")
+chart(fig)
 st.caption(f"Raw scores CMC_f − CMC_g divided by their range over the scored set ({app_ui.fmt(norm.get('range'), 5)}; "
            f"min {app_ui.fmt(norm.get('min'), 5)}, max {app_ui.fmt(norm.get('max'), 5)}).")
 
@@ -217,7 +225,7 @@ with right:
                     name=col.replace("sslmem_", ""), marker_color=colour)
     enc.update_layout(barmode="group", height=260, margin=dict(t=10, b=30), yaxis_title="mean SSLMem",
                       legend=dict(orientation="h", y=1.12))
-    st.plotly_chart(enc, width="stretch")
+    chart(enc)
 
 # ---- injected mis-captions
 cand = table[table["subset"] == CANDIDATE]
@@ -232,7 +240,7 @@ if injected and cand["injected"].any() and not cand["injected"].all():
     roc.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance", line=dict(dash="dot", color="#999"))
     roc.update_layout(height=320, margin=dict(t=10, b=40), xaxis_title="false positive rate",
                       yaxis_title="true positive rate", legend=dict(orientation="h", y=1.1))
-    c1.plotly_chart(roc, width="stretch")
+    chart(roc, c1)
     share_injected = float(cand["injected"].mean())
     c2.metric("ROC-AUC (candidates)", f"{auc:.3f}", help="Chance is 0.5")
     precision = pd.DataFrame({"top k by score": list(pk), "precision": list(pk.values())})
@@ -264,7 +272,7 @@ if not hist.empty:
         curves.add_scatter(x=h["step"], y=h["loss"], mode="lines", name=f"{tag} loss", line=dict(color=colour))
     curves.update_layout(height=280, margin=dict(t=10, b=40), xaxis_title="step", yaxis_title="contrastive loss",
                          legend=dict(orientation="h", y=1.1))
-    st.plotly_chart(curves, width="stretch")
+    chart(curves)
 
 # ---- settings
 metric = m.get("metric") or {}
@@ -302,3 +310,7 @@ with st.expander("Run settings"):
     st.json(json.loads(json.dumps({k: m.get(k) for k in ("config", "timings", "versions", "lineage")})), expanded=False)
 
 app_ui.attribution(m)
+
+means = ", ".join(f"{explore.SUBSET_LABELS[s]} {v:+.3f}" for s, v in run_summary.subset_means(table).items())
+app_ui.report_button(report_col, "overview", {}, f"Overview of run {name}", name, figures=report_figures,
+                     notes=[f"Mean normalised MultiMem: {means}."])

@@ -361,3 +361,9 @@ def test_browse_report_is_one_self_contained_file(app_runs, monkeypatch, demo_ta
     assert "http://localhost:8501/browse?page=browse&amp;run=demo" in doc  # the link it came from, as text
     assert '"epochs": 2' in doc or "config.train.epochs" in doc
     (tmp_path / "report.html").write_text(doc, encoding="utf-8")
+
+
+@pytest.mark.parametrize("name, query", [("overview", {"run": "demo"}), ("compare", {"run": "demo", "vs": "halved"})])
+def test_overview_and_compare_offer_the_report_too(app_runs, monkeypatch, name, query):
+    at = page(app_runs, monkeypatch, name, **query)
+    assert [b.proto.label for b in at.get("download_button")].count("Download report") == 1

@@ -221,7 +221,7 @@ def test_downloaded_report_renders_offline(server, browser, tmp_path):
     page.goto(f"{server}/browse?run=demo")
     settle(page, BROWSE_CARD)
     with page.expect_download() as info:
-        page.locator(".st-key-b_report button").first.click()
+        page.locator(".st-key-browse_report button").first.click()
     path = tmp_path / "report.html"
     info.value.save_as(path)
     page.close()
