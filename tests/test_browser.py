@@ -32,15 +32,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(app_runs, tmp_path_factory):
-    """Base URL of a Streamlit server on the test runs; stopped (by its own pid) at the end of the module."""
+def start_server(runs: Path, folder: Path, **env: str):
+    """`streamlit run app.py` on a free port over `runs`; yields its base URL, stops it (by its pid) after."""
     port = free_port()
-    log = open(tmp_path_factory.mktemp("server") / "streamlit.log", "w")
+    log = open(folder / "streamlit.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address", "127.0.0.1",
          "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=REPO, env={**os.environ, "MULTIMEM_RUNS": str(app_runs)}, stdout=log, stderr=subprocess.STDOUT,
+        cwd=REPO, env={**os.environ, "MULTIMEM_RUNS": str(runs), **env}, stdout=log, stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -62,6 +61,18 @@ def server(app_runs, tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def server(app_runs, tmp_path_factory):
+    """Base URL of a Streamlit server on the test runs."""
+    yield from start_server(app_runs, tmp_path_factory.mktemp("server"))
+
+
+@pytest.fixture(scope="module")
+def review_server(app_runs, tmp_path_factory):
+    """The same runs served for reviewers (MULTIMEM_READONLY=1)."""
+    yield from start_server(app_runs, tmp_path_factory.mktemp("review"), MULTIMEM_READONLY="1")
 
 
 @pytest.fixture(scope="module")
@@ -253,3 +264,21 @@ def test_a_row_of_the_runs_table_opens_its_overview_in_the_same_tab(server, brow
     page.wait_for_timeout(2000)
     assert "page=runs" in page.url  # coming back does not open the run again
     page.close()
+
+
+def test_review_mode_shows_every_view_and_no_control_that_writes(review_server, browser, app_runs):
+    before = sorted(p.relative_to(app_runs).as_posix() for p in app_runs.rglob("*") if ".lock" not in p.name)
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(f"{review_server}/browse?run=demo")
+    settle(page, BROWSE_CARD)
+    assert page.locator("[data-testid=stException]").count() == 0
+    assert page.locator(BROWSE_CARD).count() > 0  # the views work
+    assert page.get_by_label("New list").is_disabled()
+    page.goto(f"{review_server}/runs?run=demo")
+    settle(page, "text=Start a new run")
+    for label in ("Start run", "Score"):  # the new-run form and the uploaded-pair form
+        buttons = page.get_by_role("button", name=label, exact=True)
+        assert buttons.count() == 1 and buttons.first.is_disabled(), label
+    page.close()
+    after = sorted(p.relative_to(app_runs).as_posix() for p in app_runs.rglob("*") if ".lock" not in p.name)
+    assert after == before  # nothing was written
