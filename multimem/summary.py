@@ -10,7 +10,7 @@ Pure pandas / numpy (no torch, no run directory), so the CLI, the pipeline and t
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -191,17 +191,48 @@ def calibration(table: pd.DataFrame, min_per_label: int = MIN_PER_LABEL) -> pd.D
 
 # ---- finding injected mis-captions (ground truth the demo records)
 
+def roc_curve(labels: Sequence[bool], scores: Sequence[float]) -> tuple[np.ndarray, np.ndarray, float]:
+    """False and true positive rates at every distinct threshold (ties grouped), and the area under the curve."""
+    y = np.asarray(labels, dtype=bool)
+    s = np.asarray(scores, dtype=float)
+    pos, neg = int(y.sum()), int((~y).sum())
+    if pos == 0 or neg == 0:
+        raise ValueError("the ROC curve needs both injected and clean samples")
+    order = np.argsort(-s, kind="stable")
+    s, y = s[order], y[order]
+    last_of_tie = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
+    tp = np.cumsum(y)[last_of_tie]
+    fp = (last_of_tie + 1) - tp
+    fpr = np.r_[0.0, fp / neg]
+    tpr = np.r_[0.0, tp / pos]
+    return fpr, tpr, float(np.trapezoid(tpr, fpr))
+
+
+def precision_at_k(labels: Sequence[bool], scores: Sequence[float], ks: Sequence[int]) -> dict[int, float]:
+    """Share of injected samples among the k highest scores (ties broken by position)."""
+    y = np.asarray(labels, dtype=bool)
+    order = np.argsort(-np.asarray(scores, dtype=float), kind="stable")
+    return {int(k): float(y[order[:k]].mean()) for k in ks if 0 < k <= len(y)}
+
+
 def detection(table: pd.DataFrame, column: str = "multimem_raw", top: float = 0.05) -> dict[str, float] | None:
     """How well `column` ranks S_C's injected samples first: ROC-AUC and precision in the top `top` share."""
-    from sklearn.metrics import roc_auc_score
-
     cand = table[table["subset"] == CANDIDATE]
     if "injected" not in cand or not cand["injected"].any() or cand["injected"].all():
         return None
     k = max(1, int(round(top * len(cand))))
-    return {"auc": float(roc_auc_score(cand["injected"], cand[column])),
-            "precision_at_top": float(cand.nlargest(k, column)["injected"].mean()),
+    return {"auc": roc_curve(cand["injected"], cand[column])[2],
+            "precision_at_top": precision_at_k(cand["injected"], cand[column], [k])[k],
             "base_rate": float(cand["injected"].mean())}
+
+
+def detection_by_score(table: pd.DataFrame) -> dict[str, dict[str, float] | None]:
+    """detection by the paper's score, each calibrated score the table has, and a baseline: f's own image-caption
+    cosine, lowest first (a pair f fits badly)."""
+    by = {c: detection(table, c) for c in ("multimem_raw", "multimem_calibrated", "multimem_calibrated_label")
+          if c in table}
+    by["cos_f_low"] = detection(table.assign(cos_f_low=-table["cos_f"]), "cos_f_low")
+    return by
 
 
 # ---- diagnostics: how much of a score is signal
@@ -267,8 +298,5 @@ def summarise(table: pd.DataFrame) -> dict[str, Any]:
         out["injected_auc"] = found["auc"]
         out["injected_precision_at_5pct"] = found["precision_at_top"]
         out["injected_share"] = found["base_rate"]
-        by = {c: detection(table, c) for c in ("multimem_raw", "multimem_calibrated", "multimem_calibrated_label")
-              if c in table}
-        by["cos_f_low"] = detection(table.assign(cos_f_low=-table["cos_f"]), "cos_f_low")  # baseline: f's misfit
-        out["injected_detection"] = by
+        out["injected_detection"] = detection_by_score(table)
     return out
