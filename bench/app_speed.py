@@ -97,7 +97,7 @@ def import_figures() -> dict:
     """Seconds a fresh process spends importing what the app's pages import (once per server process), and
     whether that pulls in torch (only on-demand scoring needs it)."""
     code = ("import sys, time; t = time.perf_counter(); import streamlit, plotly.graph_objects, faiss, "
-            "multimem.app_cache, multimem.app_ui, multimem.jobs; print(time.perf_counter() - t, 'torch' in sys.modules)")
+            "multimem.app.cache, multimem.app.ui, multimem.jobs; print(time.perf_counter() - t, 'torch' in sys.modules)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     seconds, torch = res.stdout.split()[-2:]
     return {"app": float(seconds), "torch": torch == "True"}
@@ -126,13 +126,13 @@ def neighbour_figures(folder: Path, n: int = 200) -> dict:
 
 def function_figures(name: str) -> dict:
     """The Browse page's own data work, without Streamlit: filter + sort + one page of 100k rows."""
-    from multimem import explore
+    from multimem.app import columns, select, views
     from multimem.runs import Run
 
     table = Run(os.environ["MULTIMEM_RUNS"], name).scores()
-    text = explore.search_text(table)
-    view = explore.BrowseView(subsets=explore.SCORED_SUBSETS, text="cat", lo=-0.5)
-    t = timed(lambda: explore.page_of(explore.select(table, view, text), 1, 24))
+    text = select.search_text(table)
+    view = views.BrowseView(subsets=columns.SCORED_SUBSETS, text="cat", lo=-0.5)
+    t = timed(lambda: select.page_of(select.select(table, view, text), 1, 24))
     return {"select_page": t, "rows": len(table)}
 
 
@@ -220,7 +220,7 @@ def report(f: dict) -> str:
     for label, t in f["filters"].items():
         lines.append(f"| Browse filter change: {label} | {t:.2f} s | ≤ 1 s |")
     lines += [
-        f"| Filter + sort + page of 100k rows (explore.select, no Streamlit) | {f['select_page'] * 1000:.0f} ms | |",
+        f"| Filter + sort + page of 100k rows (multimem.app.select, no Streamlit) | {f['select_page'] * 1000:.0f} ms | |",
         f"| Sample page first render, cold (loads the FAISS indices) | {f['sample_cold']:.2f} s | |",
         f"| Sample page first render, indices cached | {f['sample_warm']:.2f} s | |",
         f"| FAISS indices load (once per server) | {f['neighbours']['load'] * 1000:.0f} ms | |",
@@ -246,7 +246,7 @@ def report(f: dict) -> str:
         "",
         "Notes: the first page view after a server start reads the 100k-row Parquet table (and builds the caption "
         "search text) once per server process; after that the tables, indices and thumbnails are "
-        "cached (`multimem/app_cache.py`: st.cache_resource for tables, indices and models, st.cache_data for "
+        "cached (`multimem/app/cache.py`: st.cache_resource for tables, indices and models, st.cache_data for "
         "thumbnails) and never re-read per rerun. The scatter draws at most 3,000 sampled points; the grid sends "
         "only one page of thumbnails (WebP, about 1 KiB each). torch is loaded only when a pair is scored on demand "
         "(Runs page), together with that run's f and g.",

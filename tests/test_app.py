@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from multimem import explore
+from multimem.app import select, views
+from multimem.app.region import Region
 from multimem.images import open_image
 from multimem.index import NeighbourIndex
 from multimem.ondemand import Scorer
@@ -94,9 +95,9 @@ def test_browse_view_is_restored_from_the_url(app, demo_tables):
     params = {"page": "browse", "run": "demo", "subset": ["independent", "shared"], "order": "asc", "sort": "cmc_f",
               "n": "12", "p": "2", "lo": "-0.5", "hi": "0.9"}
     at = app(**params)
-    view, problems = explore.parse_browse(params, [])
+    view, problems = views.parse_browse(params, [])
     assert problems == []
-    expected = explore.page_of(explore.select(scores, view), 2, 12)[0]
+    expected = select.page_of(select.select(scores, view), 2, 12)[0]
     assert grid_captions(at) == expected["caption"].tolist()
     assert at.multiselect(key="b_subsets").value == ["independent", "shared"]
     assert at.selectbox(key="b_sort").value == "cmc_f"
@@ -111,9 +112,9 @@ def test_browse_scatter_selection_in_the_url_filters_the_grid(app, demo_tables):
     cand = scores[scores.subset == "candidate"]
     x0, x1 = np.quantile(cand["cmc_g"], [0.2, 0.8])
     y0, y1 = np.quantile(cand["cmc_f"], [0.1, 0.9])
-    region = explore.Region("box", (float(x0), float(x1)), (float(y0), float(y1)))
+    region = Region("box", (float(x0), float(x1)), (float(y0), float(y1)))
     at = app(page="browse", run="demo", sel=region.to_param(), n="96")
-    inside = explore.Region.from_param(region.to_param()).contains(cand["cmc_g"], cand["cmc_f"])
+    inside = Region.from_param(region.to_param()).contains(cand["cmc_g"], cand["cmc_f"])
     assert 0 < inside.sum() < len(cand)
     assert sorted(grid_captions(at)) == sorted(cand.loc[inside, "caption"])
     assert any("inside the scatter selection" in c.value for c in at.caption)
@@ -124,15 +125,15 @@ def test_sample_deep_link_shows_the_pair_its_scores_and_neighbours(app, app_runs
     row = scores[(scores.subset == "candidate") & scores.injected].iloc[0]
     at = app(page="sample", run="demo", id=row["id"])
     # an injected pair's caption is the wrong one on purpose: the sample id is the title, the caption shown as text
-    assert at.title[0].value == f"Sample {explore.plain(row['id'], None)}"
-    assert any(explore.plain(row["caption"], None) in c.value for c in at.caption)
+    assert at.title[0].value == f"Sample {views.plain(row['id'], None)}"
+    assert any(views.plain(row["caption"], None) in c.value for c in at.caption)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["MultiMem (normalised)"] == f"{row['multimem']:+.3f}"
     assert metrics["MultiMem (raw)"] == f"{row['multimem_raw']:+.5f}"
     terms = next(d.value for d in at.dataframe if "f − g" in d.value.columns)
     assert terms.iloc[0]["f"] == pytest.approx(row["cmc_f"]) and terms.iloc[0]["g"] == pytest.approx(row["cmc_g"])
     errors = " ".join(e.value for e in at.error)
-    assert explore.plain(row["original_caption"], None) in errors  # the injected pair says what it shows
+    assert views.plain(row["original_caption"], None) in errors  # the injected pair says what it shows
     assert len(at.image) == 1
     index = NeighbourIndex.from_run_dir(app_runs / "demo")
     by_image = [samples["caption"].iloc[r] for r, _ in index.search(int(row["row"]), "image", 8)]
@@ -305,7 +306,7 @@ def test_mitigation_bad_values_give_a_message_and_start_nothing(own_demo, monkey
 
 
 def test_starting_a_noise_mitigation_makes_a_run_derived_from_demo(own_demo, monkeypatch):
-    from multimem import app_cache
+    from multimem.app import cache
     from multimem.runs import Run
 
     name = "demo.noise-image-0.05"
@@ -321,7 +322,7 @@ def test_starting_a_noise_mitigation_makes_a_run_derived_from_demo(own_demo, mon
         assert argv[1:] == ["-m", "multimem", "mitigate", "--from", "demo", "--strategy", "noise", "--runs-root",
                             str(own_demo), "--name", name, "--std", "0.05", "--modalities", "image"]
         assert any(md.value.startswith(f"**{name}**: ") for md in at.markdown)
-        proc = app_cache.jobs()[name]  # the server's job table (one per process, shared with AppTest)
+        proc = cache.jobs()[name]  # the server's job table (one per process, shared with AppTest)
         assert proc.wait(timeout=600) == 0, (own_demo / name / "job.log").read_text()[-3000:]
         m = Run(own_demo, name).manifest()
         assert m["status"] == "complete"
@@ -333,12 +334,12 @@ def test_starting_a_noise_mitigation_makes_a_run_derived_from_demo(own_demo, mon
         at.run(timeout=TIMEOUT)  # the job view says complete and links to Compare; the list shows its parent
         assert not at.exception
         assert any(md.value.startswith(f"**{name}**: complete") for md in at.markdown)
-        compare = explore.link("compare", {"run": name, "vs": "demo"})
+        compare = views.link("compare", {"run": name, "vs": "demo"})
         assert any(f"[Compare with its parent demo]({compare})" in md.value for md in at.markdown)
         table = at.dataframe[0].value.set_index("name")
         assert table.loc[name, "parent"] == "demo" and table.loc[name, "status"] == "complete"
     finally:
-        proc = app_cache.jobs().pop(name, None)
+        proc = cache.jobs().pop(name, None)
         if proc is not None and proc.poll() is None:
             proc.kill()
 

@@ -188,9 +188,9 @@ def test_calibrated_scores_sort_and_filter_only_when_the_table_has_them(own_demo
               score="multimem_calibrated", lo="0")
     assert at.selectbox(key="b_sort").value == "multimem_calibrated"
     assert "MultiMem calibrated (raw − S_S mean)" in at.selectbox(key="b_sort").options
-    from multimem import explore
+    from multimem.app import columns
 
-    values = explore.score_values(scores, "multimem_calibrated")
+    values = columns.score_values(scores, "multimem_calibrated")
     expected = scores[(scores.subset == "candidate") & (values >= 0)].sort_values(
         ["multimem_calibrated", "id"], ascending=[True, True])
     captions = [c for c in __import__("re").findall(r'<div class="mm-cap">(.*?)</div>', cards_html(at))]
@@ -345,13 +345,14 @@ def resources(doc: str) -> list[str]:
 def test_browse_report_is_one_self_contained_file(app_runs, monkeypatch, demo_tables, tmp_path):
     import plotly.graph_objects as go
 
-    from multimem import app_ui, explore, report
+    from multimem.app import report
+    from multimem.app.cards import Card, thumbnail_uri
 
     at = page(app_runs, monkeypatch, "browse", run="demo")
     assert any(b.proto.label == "Download report" for b in at.get("download_button"))
     manifest, _, scores = demo_tables
     cand = scores[scores.subset == "candidate"].sort_values(["multimem", "id"], ascending=[False, True]).head(24)
-    cards = [explore.Card(image=explore.thumbnail_uri(Image.open(r)), caption=c, href="./sample?id=1", score=0.1)
+    cards = [Card(image=thumbnail_uri(Image.open(r)), caption=c, href="./sample?id=1", score=0.1)
              for r, c in zip(cand["image_ref"], cand["caption"])]
     doc = report.view_report("Browse", "demo", manifest, cards=cards, figures=[go.Figure(go.Scattergl(x=[1], y=[2]))],
                              link="http://localhost:8501/browse?page=browse&run=demo")

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from multimem import app_cache, cli, explore
+from multimem import cli
+from multimem.app import cache, views
 from multimem.runs import Run, list_runs
 
 from app_helpers import open_app
@@ -97,21 +98,21 @@ IMAGE = "![t](http://x/x.png)"
 
 def assert_literal(value: str, raw: str) -> None:
     """`value` (Markdown) holds `raw` escaped so that it renders as typed, and no live link or image."""
-    assert explore.plain(raw) in value, value
+    assert views.plain(raw) in value, value
     assert raw not in value
     assert not re.search(r"(?<!\\)\[[^\]]*(?<!\\)\]\(", value), value  # no [text]( with both brackets unescaped
 
 
 def test_plain_escapes_markdown_and_cuts_long_values():
-    assert explore.plain(LINK) == r"\[CLICK HERE\]\(http\://x\)"
-    assert explore.plain(IMAGE) == r"\!\[t\]\(http\://x/x.png\)"
-    assert explore.plain("a" * 200) == "a" * 80 + "…"
-    assert explore.plain("a" * 200, None) == "a" * 200
-    assert explore.plain("two\nlines\r\n# head") == r"two lines \# head"
-    assert explore.plain("- item") == r"\- item" and explore.plain("1. item") == r"1\. item"
-    assert explore.plain("www.x.com <b>&amp; $x$ :red[y] *e* _u_ `c` ~s~") == \
+    assert views.plain(LINK) == r"\[CLICK HERE\]\(http\://x\)"
+    assert views.plain(IMAGE) == r"\!\[t\]\(http\://x/x.png\)"
+    assert views.plain("a" * 200) == "a" * 80 + "…"
+    assert views.plain("a" * 200, None) == "a" * 200
+    assert views.plain("two\nlines\r\n# head") == r"two lines \# head"
+    assert views.plain("- item") == r"\- item" and views.plain("1. item") == r"1\. item"
+    assert views.plain("www.x.com <b>&amp; $x$ :red[y] *e* _u_ `c` ~s~") == \
         r"www\.x.com \<b\>\&amp; \$x\$ \:red\[y\] \*e\* \_u\_ \`c\` \~s\~"
-    assert explore.plain("grinning face, 2 o'clock / 50%") == "grinning face, 2 o'clock / 50%"  # plain stays plain
+    assert views.plain("grinning face, 2 o'clock / 50%") == "grinning face, 2 o'clock / 50%"  # plain stays plain
 
 
 def test_browse_link_values_are_echoed_as_text(app_runs, monkeypatch):
@@ -157,9 +158,9 @@ def test_a_datasets_captions_show_as_text(app_runs, tmp_path, monkeypatch):
     scores.to_parquet(folder / "scores.parquet")
 
     at = open_app(root, monkeypatch, page="sample", run="odd", id=sid)
-    assert at.title[0].value == explore.plain(caption, None)
+    assert at.title[0].value == views.plain(caption, None)
     listed = next(m.value for m in at.markdown if m.value.startswith("**Captions**"))
-    assert f"1. {explore.plain(caption, None)}" in listed
+    assert f"1. {views.plain(caption, None)}" in listed
     for value in [at.title[0].value, listed, *texts(at.info), *texts(at.error)]:
         assert "](" not in value.replace("\\]\\(", ""), value  # every bracket and parenthesis escaped
         assert "<b>" not in value and "**bold**" not in value
@@ -179,7 +180,7 @@ def test_a_killed_run_reads_incomplete_in_the_sidebar_as_in_the_cli(app_runs, tm
     assert "incomplete" in capsys.readouterr().out
 
     with Run(root, "killed").lock():  # a live job holds the lock: running it is
-        app_cache._run_table.clear()  # the run list is cached for a few seconds
+        cache._run_table.clear()  # the run list is cached for a few seconds
         at = open_app(root, monkeypatch, page="overview", run="killed")
         assert "Status: running" in " ".join(texts(at.sidebar.caption))
 
@@ -206,7 +207,7 @@ def test_a_link_to_a_run_without_scores_says_why(app_runs, tmp_path, monkeypatch
     assert "Run 'stopped' stopped before it was scored (incomplete)" in text and "does not exist" not in text
 
     with Run(root, "live").lock():
-        app_cache._run_table.clear()  # the run list is cached for a few seconds
+        cache._run_table.clear()  # the run list is cached for a few seconds
         at = open_app(root, monkeypatch, page="overview", run="live")
         text = " ".join(warnings(at))
         assert "Run 'live' is still running and has no scores yet" in text and "does not exist" not in text
@@ -215,7 +216,7 @@ def test_a_link_to_a_run_without_scores_says_why(app_runs, tmp_path, monkeypatch
     assert "run 'gone', which does not exist here" in " ".join(warnings(at))
 
     copy_run(app_runs, root, "other")  # Compare needs a second scored run
-    app_cache._run_table.clear()
+    cache._run_table.clear()
     at = open_app(root, monkeypatch, page="compare", run="demo", vs="broken")
     assert any("Run 'broken' failed before it was scored" in w for w in warnings(at))
 

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from multimem import explore, index, summary
+from multimem import index, summary
+from multimem.app import compare, explain, select, views
 
 from app_helpers import TIMEOUT, open_app
 OFFSET = 0.05  # added to every S_S raw score of 'offset': a model-level offset far above the S_C − S_S gap
@@ -154,7 +155,7 @@ def test_overview_per_label_plot_links_each_label_to_browse(open_page, trust_roo
     assert shared["mean"][at_flags] == pytest.approx(flags.mean())
     assert shared["median"][at_flags] == pytest.approx(flags.median())
     # each tick label is a link to Browse filtered to that label (and a plain link next to the plot)
-    url = explore.link("browse", {"run": "demo", "label": "Flags", "subset": ["candidate", "shared"]})
+    url = views.link("browse", {"run": "demo", "label": "Flags", "subset": ["candidate", "shared"]})
     ticks = boxes[0]["layout"]["xaxis"]["ticktext"]
     assert any(url.replace("&", "&amp;") in t and ">Flags</a>" in t for t in ticks)
     assert any(f"[Flags]({url})" in m.value for m in at.markdown)
@@ -229,7 +230,7 @@ def test_sample_without_replicas_has_no_error_bar(open_page, trust_root):
     at = open_page(page="sample", run="demo", id=row["id"])
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["MultiMem (raw)"] == f"{row['multimem_raw']:+.5f}" and "±" not in metrics["MultiMem (normalised)"]
-    assert at.title[0].value == explore.plain(row["caption"], None)  # a clean pair keeps its caption as the title
+    assert at.title[0].value == views.plain(row["caption"], None)  # a clean pair keeps its caption as the title
 
 
 def test_collapsed_neighbourhood_is_called_out(open_page, trust_root):
@@ -237,7 +238,7 @@ def test_collapsed_neighbourhood_is_called_out(open_page, trust_root):
     sid = table[table["subset"] == "candidate"]["id"].iloc[0]
     index_demo = index.NeighbourIndex.from_run_dir(trust_root / "demo")
     sims = [s for _, s in index_demo.search(int(table.set_index("id").loc[sid, "row"]), "image", 8)]
-    assert min(sims) >= explore.COLLAPSED  # the tiny demo's f hardly separates its samples
+    assert min(sims) >= explain.COLLAPSED  # the tiny demo's f hardly separates its samples
     at = open_page(page="sample", run="demo", id=sid)
     collapsed = [w.value for w in at.warning if "nearly collapsed" in w.value]
     assert collapsed and "weakly" in collapsed[0] and "mean little" in collapsed[0]
@@ -247,23 +248,23 @@ def test_collapsed_neighbourhood_is_called_out(open_page, trust_root):
 
 
 def test_collapsed_needs_every_neighbour_close():
-    assert explore.collapsed([0.999, 0.995, 0.99])
-    assert not explore.collapsed([0.999, 0.95])
-    assert not explore.collapsed([])
+    assert explain.collapsed([0.999, 0.995, 0.99])
+    assert not explain.collapsed([0.999, 0.95])
+    assert not explain.collapsed([])
 
 
 def test_injected_pair_is_titled_by_its_id(open_page, trust_root):
     table = scores_of(trust_root, "demo")
     row = table[table["injected"]].iloc[0]
     at = open_page(page="sample", run="demo", id=row["id"])
-    assert at.title[0].value == f"Sample {explore.plain(row['id'], None)}"
-    assert any(explore.plain(row["caption"], None) in c and "swapped in" in c for c in captions(at))
+    assert at.title[0].value == f"Sample {views.plain(row['id'], None)}"
+    assert any(views.plain(row["caption"], None) in c and "swapped in" in c for c in captions(at))
 
 
 def test_sample_steps_through_the_browse_order(open_page, trust_root):
     table = scores_of(trust_root, "demo")
-    view, _ = explore.parse_browse({"label": ["Flags"], "subset": ["shared"], "order": ["asc"]}, ["Flags"])
-    order = explore.select(table, view)["id"].tolist()
+    view, _ = views.parse_browse({"label": ["Flags"], "subset": ["shared"], "order": ["asc"]}, ["Flags"])
+    order = select.select(table, view)["id"].tolist()
     assert len(order) >= 3
     at = open_page(page="sample", run="demo", label="Flags", subset="shared", order="asc")
     assert at.query_params["id"] == order[0]  # no id: the first pair of the Browse view
@@ -280,24 +281,24 @@ def test_sample_steps_through_the_browse_order(open_page, trust_root):
 
 def test_position_in_a_browse_order():
     rows = pd.DataFrame({"id": [f"s{i}" for i in range(30)]})
-    where = explore.position_in(rows, "s24", per_page=12)
+    where = select.position_in(rows, "s24", per_page=12)
     assert where == {"position": 25, "count": 30, "previous": "s23", "next": "s25", "page": 3}
-    assert explore.position_in(rows, "s0")["previous"] is None and explore.position_in(rows, "s29")["next"] is None
-    assert explore.position_in(rows, "elsewhere") is None
+    assert select.position_in(rows, "s0")["previous"] is None and select.position_in(rows, "s29")["next"] is None
+    assert select.position_in(rows, "elsewhere") is None
 
 
 def test_baseline_is_the_ancestor():
     parents = {"a": None, "a.x": "a", "a.x.y": "a.x", "b": None}
-    assert explore.baseline_of("a.x.y", "a", parents) == "a"
-    assert explore.baseline_of("a", "a.x", parents) == "a"
-    assert explore.baseline_of("b", "a", parents) == "b"  # unrelated runs: the sidebar's run
+    assert compare.baseline_of("a.x.y", "a", parents) == "a"
+    assert compare.baseline_of("a", "a.x", parents) == "a"
+    assert compare.baseline_of("b", "a", parents) == "b"  # unrelated runs: the sidebar's run
 
 
 def test_sample_opened_from_a_browse_card_keeps_its_order(open_page, trust_root):
     # a Browse card opens the Sample page inside the app with page, run and id only: the order is the session's
     table = scores_of(trust_root, "demo")
-    view, _ = explore.parse_browse({"label": ["Flags"], "subset": ["shared"]}, ["Flags"])
-    order = explore.select(table, view)["id"].tolist()
+    view, _ = views.parse_browse({"label": ["Flags"], "subset": ["shared"]}, ["Flags"])
+    order = select.select(table, view)["id"].tolist()
     at = open_page(page="browse", run="demo", label="Flags", subset="shared")
     for key in list(at.query_params):
         del at.query_params[key]

@@ -1,4 +1,4 @@
-"""The dashboard's pure logic (multimem.explore), on-demand scoring (multimem.ondemand) and job commands."""
+"""The dashboard's pure logic (multimem.app), on-demand scoring (multimem.ondemand) and job commands."""
 from __future__ import annotations
 
 import base64
@@ -9,8 +9,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from multimem import explore, jobs, ondemand
-from multimem.explore import BrowseView, Region
+from multimem import jobs, ondemand, summary
+from multimem.app import cards, columns, compare, explain, figures, select, views
+from multimem.app.region import Region
+from multimem.app.views import BrowseView
 from multimem.images import open_image
 
 
@@ -34,13 +36,13 @@ def table(n: int = 40, seed: int = 0) -> pd.DataFrame:
 # ---------------------------------------------------------------- query parameters
 
 def test_parse_browse_defaults_and_round_trip():
-    view, problems = explore.parse_browse({}, ["A", "B"])
+    view, problems = views.parse_browse({}, ["A", "B"])
     assert view == BrowseView() and problems == []
-    assert explore.browse_params(view) == {}  # defaults stay out of links
+    assert views.browse_params(view) == {}  # defaults stay out of links
     custom = BrowseView(subsets=("independent", "shared"), lo=-0.5, hi=0.25, labels=("B",), text="red", injected="no",
                         sort="cmc_f", order="asc", page=3, per_page=48, x="cos_f", y="multimem",
                         region=Region("box", (0.0, 1.0), (-1.0, 2.5)))
-    back, problems = explore.parse_browse(explore.browse_params(custom), ["A", "B"])
+    back, problems = views.parse_browse(views.browse_params(custom), ["A", "B"])
     assert back == custom and problems == []
 
 
@@ -58,36 +60,36 @@ def test_parse_browse_defaults_and_round_trip():
     ({"x": "id"}, "'x=id' is not one of", "x"),
 ])
 def test_parse_browse_replaces_bad_values_with_defaults(params, fragment, field):
-    view, problems = explore.parse_browse(params, ["A", "B"])
+    view, problems = views.parse_browse(params, ["A", "B"])
     assert any(fragment in p for p in problems), problems
     assert getattr(view, field) == getattr(BrowseView(), field)
 
 
 def test_parse_browse_clamps_scores_and_pages():
-    view, problems = explore.parse_browse({"lo": "-7", "hi": "3", "p": "-2"})
+    view, problems = views.parse_browse({"lo": "-7", "hi": "3", "p": "-2"})
     assert (view.lo, view.hi, view.page) == (-1.0, 1.0, 1) and problems == []
 
 
 def test_run_names_and_sample_ids_from_links_are_validated():
     problems: list[str] = []
-    assert explore.parse_run_name("demo", ["demo"], problems) == "demo"
-    assert explore.parse_run_name("../etc", ["demo"], problems) is None
-    assert explore.parse_run_name("other", ["demo"], problems) is None
-    assert explore.parse_run_name(None, ["demo"], problems) is None
+    assert views.parse_run_name("demo", ["demo"], problems) == "demo"
+    assert views.parse_run_name("../etc", ["demo"], problems) is None
+    assert views.parse_run_name("other", ["demo"], problems) is None
+    assert views.parse_run_name(None, ["demo"], problems) is None
     assert "not a valid run name" in problems[0] and "does not exist here" in problems[1]
     ids = pd.Index(["a", "b"])
-    assert explore.parse_sample_id("b", ids, problems) == "b"
-    assert explore.parse_sample_id("/etc/passwd", ids, problems) is None
+    assert views.parse_sample_id("b", ids, problems) == "b"
+    assert views.parse_sample_id("/etc/passwd", ids, problems) is None
     assert "not in this run" in problems[-1]
-    assert explore.parse_page("sample") == "sample" and explore.parse_page("../x") is None
-    assert explore.parse_k({"k": "12"}, problems) == 12 and explore.parse_k({"k": "7"}, problems) == 8
+    assert views.parse_page("sample") == "sample" and views.parse_page("../x") is None
+    assert views.parse_k({"k": "12"}, problems) == 12 and views.parse_k({"k": "7"}, problems) == 8
 
 
 def test_link_encodes_the_view_and_never_a_path():
-    url = explore.link("sample", {"run": "demo", "id": "a&b=c"}, "http://host:8501")
+    url = views.link("sample", {"run": "demo", "id": "a&b=c"}, "http://host:8501")
     assert url == "http://host:8501/sample?page=sample&run=demo&id=a%26b%3Dc"
-    assert explore.link("overview", {"run": "x"}) == "./?page=overview&run=x"
-    both = explore.link("browse", {"subset": ["candidate", "shared"]})
+    assert views.link("overview", {"run": "x"}) == "./?page=overview&run=x"
+    both = views.link("browse", {"subset": ["candidate", "shared"]})
     assert both == "./browse?page=browse&subset=candidate&subset=shared"
 
 
@@ -96,25 +98,25 @@ def test_link_encodes_the_view_and_never_a_path():
 def test_filter_sort_and_page():
     df = table()
     view = BrowseView(subsets=("candidate", "shared"), lo=-0.5, hi=0.8, labels=("A",), injected="no", text="RED")
-    got = explore.select(df, view)
+    got = select.select(df, view)
     want = df[df.subset.isin(["candidate", "shared"]) & df.multimem.between(-0.5, 0.8) & (df.label == "A")
               & ~df.injected & df.caption.str.contains("red")]
     assert set(got["id"]) == set(want["id"]) and len(got) > 0
     assert got["multimem"].is_monotonic_decreasing
-    asc = explore.select(df, BrowseView(subsets=explore.SCORED_SUBSETS, sort="cmc_f", order="asc"))
+    asc = select.select(df, BrowseView(subsets=columns.SCORED_SUBSETS, sort="cmc_f", order="asc"))
     assert asc["cmc_f"].is_monotonic_increasing and len(asc) == len(df)
-    rows, page, pages = explore.page_of(asc, 9, 12)
+    rows, page, pages = select.page_of(asc, 9, 12)
     assert (page, pages) == (4, 4) and rows["id"].tolist() == asc["id"].iloc[36:].tolist()
 
 
 def test_ties_are_broken_by_id():
     df = pd.DataFrame({"id": ["c", "a", "b"], "multimem": [0.5, 0.5, 0.5]})
-    assert explore.sort_rows(df, "multimem", "desc")["id"].tolist() == ["a", "b", "c"]
+    assert select.sort_rows(df, "multimem", "desc")["id"].tolist() == ["a", "b", "c"]
 
 
 def test_caption_search_covers_every_caption():
     df = table()
-    got = explore.select(df, BrowseView(subsets=explore.SCORED_SUBSETS, text="THING 7"))
+    got = select.select(df, BrowseView(subsets=columns.SCORED_SUBSETS, text="THING 7"))
     assert got["id"].tolist() == ["s007"]  # matched through the upper-case second caption, case-insensitively
 
 
@@ -139,9 +141,9 @@ def test_region_from_a_plotly_selection_event():
 
 def test_scatter_sample_is_seeded_and_bounded():
     df = table(500)
-    a, b = explore.scatter_sample(df, 100), explore.scatter_sample(df, 100)
+    a, b = select.scatter_sample(df, 100), select.scatter_sample(df, 100)
     assert len(a) == 100 and a["id"].tolist() == b["id"].tolist()
-    assert len(explore.scatter_sample(df, 1000)) == 500
+    assert len(select.scatter_sample(df, 1000)) == 500
 
 
 # ---------------------------------------------------------------- injected mis-captions
@@ -152,23 +154,23 @@ def test_roc_curve_matches_sklearn_with_ties():
     rng = np.random.default_rng(1)
     labels = rng.random(300) < 0.2
     scores = np.round(rng.normal(size=300) + labels, 1)  # rounding makes ties
-    fpr, tpr, auc = explore.roc_curve(labels, scores)
+    fpr, tpr, auc = summary.roc_curve(labels, scores)
     assert auc == pytest.approx(roc_auc_score(labels, scores))
     sk_fpr, sk_tpr, _ = roc_curve(labels, scores, drop_intermediate=False)
     assert np.allclose(fpr, sk_fpr) and np.allclose(tpr, sk_tpr)
     with pytest.raises(ValueError):
-        explore.roc_curve([True, True], [0.1, 0.2])
+        summary.roc_curve([True, True], [0.1, 0.2])
 
 
 def test_precision_at_k_by_hand():
     labels = [True, False, True, False, False]
     scores = [0.9, 0.8, 0.7, 0.1, 0.0]
-    assert explore.precision_at_k(labels, scores, [1, 2, 3, 5, 9]) == {1: 1.0, 2: 0.5, 3: pytest.approx(2 / 3), 5: 0.4}
-    assert explore.default_ks(200, 10) == [5, 10, 20, 50, 100]
+    assert summary.precision_at_k(labels, scores, [1, 2, 3, 5, 9]) == {1: 1.0, 2: 0.5, 3: pytest.approx(2 / 3), 5: 0.4}
+    assert figures.default_ks(200, 10) == [5, 10, 20, 50, 100]
 
 
 def test_histogram_counts_everything_in_range():
-    centres, counts, width = explore.histogram(np.array([0.0, 0.1, 0.1, 1.0, np.nan]), bins=10, lo=0.0, hi=1.0)
+    centres, counts, width = figures.histogram(np.array([0.0, 0.1, 0.1, 1.0, np.nan]), bins=10, lo=0.0, hi=1.0)
     assert counts.sum() == 4 and width == pytest.approx(0.1) and centres[0] == pytest.approx(0.05)
 
 
@@ -179,28 +181,28 @@ def test_compare_on_raw_or_one_shared_range():
                       "caption": list("xyzw"), "injected": [False, True, False, False],
                       "multimem_raw": [0.2, 0.4, -0.2, -0.4]})
     b = a.assign(multimem_raw=[0.1, 0.1, -0.1, -0.6]).iloc[[1, 0, 3]]  # z is not scored in b
-    r = explore.shared_range(a, b)
+    r = summary.shared_range(a, b)
     assert r == pytest.approx(1.0)  # 0.4 - (-0.6), over both runs
-    joined = explore.compare_join(a, b, "raw", r)
+    joined = compare.compare_join(a, b, "raw", r)
     assert joined["id"].tolist() == ["y", "x"]  # shared candidates, biggest move first
     assert joined["change"].tolist() == pytest.approx([-0.3, -0.1])
-    shared = explore.compare_join(a, b, "shared", 2.0)
+    shared = compare.compare_join(a, b, "shared", 2.0)
     assert shared["A"].tolist() == pytest.approx([0.2, 0.1])
-    means = explore.subset_means(a, b, "raw", r).set_index("subset")
+    means = compare.compare_means(a, b, "raw", r).set_index("subset")
     assert means.loc["S_C candidates", "A"] == pytest.approx(0.4 / 3)
     assert means.loc["S_C candidates", "relative change"] == pytest.approx((0.1 - 0.4 / 3) / (0.4 / 3))
     # a common scale cancels in the relative change
-    scaled = explore.subset_means(a, b, "shared", 7.0).set_index("subset")
+    scaled = compare.compare_means(a, b, "shared", 7.0).set_index("subset")
     assert scaled.loc["S_C candidates", "relative change"] == pytest.approx(means.loc["S_C candidates", "relative change"])
-    assert explore.relative_change(0.0, 1.0) is None and explore.relative_change(-0.2, -0.1) == pytest.approx(0.5)
+    assert compare.relative_change(0.0, 1.0) is None and compare.relative_change(-0.2, -0.1) == pytest.approx(0.5)
     with pytest.raises(ValueError):
-        explore.compare_values(a, "per-run", 1.0)
+        compare.compare_values(a, "per-run", 1.0)
 
 
 # ---------------------------------------------------------------- thumbnails, cards, explanations
 
 def test_thumbnail_is_an_enlarged_webp_data_uri():
-    uri = explore.thumbnail_uri(Image.new("RGB", (72, 36), (255, 0, 0)), 128)
+    uri = cards.thumbnail_uri(Image.new("RGB", (72, 36), (255, 0, 0)), 128)
     assert uri.startswith("data:image/webp;base64,")
     img = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGB")
     assert img.size == (128, 64)
@@ -208,24 +210,50 @@ def test_thumbnail_is_an_enlarged_webp_data_uri():
 
 
 def test_cards_escape_captions_and_link_targets():
-    card = explore.Card(image=explore.PLACEHOLDER, caption='<script>alert("x")</script>', score=0.5,
-                        href=explore.link("sample", {"run": "r", "id": '"><b>'}), badge="injected mis-caption")
-    out = explore.grid_html([card])
+    card = cards.Card(image=cards.PLACEHOLDER, caption='<script>alert("x")</script>', score=0.5,
+                        href=views.link("sample", {"run": "r", "id": '"><b>'}), badge="injected mis-caption")
+    out = cards.grid_html([card])
     assert "<script>" not in out and "&lt;script&gt;" in out
     assert 'href="./sample?page=sample&amp;run=r&amp;id=%22%3E%3Cb%3E"' in out
     assert "+0.500" in out and "injected mis-caption" in out
 
 
 def test_caption_overlap_and_the_explanation():
-    assert explore.caption_overlap("grinning face", "grinning face: dark skin tone") == 1.0
-    assert explore.caption_overlap("red apple", "blue car") == 0.0
+    assert explain.caption_overlap("grinning face", "grinning face: dark skin tone") == 1.0
+    assert explain.caption_overlap("red apple", "blue car") == 0.0
     neighbours = [["thumbs up"], ["thumbs up sign"], ["ok hand"], ["thumbs up: light skin tone"]]
-    assert explore.neighbour_agreement("thumbs up", neighbours) == 0.75
+    assert explain.neighbour_agreement("thumbs up", neighbours) == 0.75
     row = {"caption": "pile of poo", "subset": "candidate", "cos_f": 0.9, "cos_g": 0.1, "multimem_raw": 0.3,
            "injected": True, "original_caption": "thumbs up"}
-    text = explore.explain(row, neighbours)
+    text = explain.explain(row, neighbours)
     assert "0 of its 4 nearest training images" in text and "memorization" in text and "'thumbs up'" in text
-    assert "no sign that f memorized it" in explore.explain({**row, "multimem_raw": -0.1, "injected": False}, neighbours)
+    assert "no sign that f memorized it" in explain.explain({**row, "multimem_raw": -0.1, "injected": False}, neighbours)
+
+
+# ---------------------------------------------------------------- the modality table
+
+def test_columns_and_neighbour_tabs_follow_the_modality_table(monkeypatch):
+    from multimem import modalities
+
+    two = table().assign(multimem_raw=0.0, sslmem_image=0.0, sslmem_text=0.0)
+    assert columns.columns_for(two) == columns.COLUMNS == columns.columns_for(None)  # two modalities: as always
+    assert list(explain.neighbour_tabs(modalities.DEFAULT).values()) == [
+        ("By image", "training images f finds most similar to this image; their captions show what the data says "
+                     "this image is"),
+        ("By text", "training captions f finds most similar to this caption, with their images"),
+        ("Image → captions", "training captions f matches to this image (across modalities)"),
+        ("Caption → images", "training images f matches to this caption (across modalities)")]
+    monkeypatch.setitem(modalities.TABLE, "audio", modalities.Modality("audio", "A", "audio", "clip", "clips"))
+    three = two.assign(sslmem_audio=0.0, multimem_it=0.0, multimem_ia=0.0, multimem_ta=0.0)
+    assert list(columns.columns_for(three))[6:] == ["sslmem_image", "sslmem_text", "sslmem_audio", "multimem_it",
+                                                    "multimem_ia", "multimem_ta"]
+    assert columns.columns_for(three)["multimem_ta"] == "MultiMem TA pair"
+    view, problems = views.parse_browse({"x": "sslmem_audio"}, [], columns.columns_for(three))
+    assert view.x == "sslmem_audio" and problems == []
+    tabs = explain.neighbour_tabs(("image", "text", "audio"))
+    assert list(tabs)[:3] == ["image", "text", "audio"] and len(tabs) == 3 + 6
+    assert tabs["audio"] == ("By audio", "training clips f finds most similar to this clip")
+    assert tabs["audio_to_text"] == ("Clip → captions", "training captions f matches to this clip (across modalities)")
 
 
 # ---------------------------------------------------------------- jobs

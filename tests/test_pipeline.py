@@ -229,7 +229,8 @@ def test_index_stage_above_the_threshold_builds_ivf_and_records_its_recall(run, 
 
     import faiss
 
-    from multimem import explore, index, pipeline
+    from multimem import index, pipeline
+    from multimem.app import explain
 
     shutil.copytree(run.dir, tmp_path / "copy")
     copy = Run(tmp_path, "copy")
@@ -241,8 +242,8 @@ def test_index_stage_above_the_threshold_builds_ivf_and_records_its_recall(run, 
     assert m["kind"] == "IndexIVFFlat" and not m["exact"] and m["vectors"] == 260 and m["nlist"] == int(4 * 260 ** 0.5)
     assert set(m["recall_at_10"]) == {"image", "text"} and all(0.5 < r <= 1 for r in m["recall_at_10"].values())
     assert faiss.extract_index_ivf(index.load(copy.path("index", "image.faiss"))).nlist == m["nlist"]
-    assert "Approximate search over 260 training samples" in explore.index_note(m)
-    assert explore.index_note(run.manifest()["index"]) == "Exact search over 260 training samples."
+    assert "Approximate search over 260 training samples" in explain.index_note(m)
+    assert explain.index_note(run.manifest()["index"]) == "Exact search over 260 training samples."
     # searching every list is exact search (up to ties at the 10th place); `multimem index RUN --nprobe K` records it
     assert all(r >= 0.999 for r in pipeline.set_nprobe(copy, m["nlist"])["recall_at_10"].values())
     assert cli.main(["index", "copy", "--nprobe", "1", "--runs-root", str(tmp_path)]) == 0

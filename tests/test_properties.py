@@ -79,7 +79,7 @@ def test_run_names_are_accepted_only_when_safe(name):
 
 
 # ---- links: whatever a URL holds, parsing gives a valid view or a friendly message, never an exception
-from multimem import explore  # noqa: E402
+from multimem.app import views  # noqa: E402
 
 param_values = st.one_of(st.text(max_size=40), st.lists(st.text(max_size=20), max_size=3))
 BROWSE_KEYS = ["subset", "lo", "hi", "label", "q", "injected", "sort", "order", "p", "n", "x", "y", "sel", "page", "run"]
@@ -87,7 +87,7 @@ BROWSE_KEYS = ["subset", "lo", "hi", "label", "q", "injected", "sort", "order", 
 
 @given(st.dictionaries(st.sampled_from(BROWSE_KEYS), param_values, max_size=8))
 def test_browse_links_always_parse_to_a_valid_view(params):
-    view, problems = explore.parse_browse(params, labels=["Flags", "Objects"])
+    view, problems = views.parse_browse(params, labels=["Flags", "Objects"])
     assert set(view.subsets) <= {"candidate", "independent", "shared"} and view.subsets
     assert -1.0 <= view.lo <= view.hi <= 1.0
     assert set(view.labels) <= {"Flags", "Objects"}
@@ -98,12 +98,12 @@ def test_browse_links_always_parse_to_a_valid_view(params):
 @given(st.text(max_size=80))
 def test_run_and_sample_links_never_name_unknown_things(value):
     problems: list[str] = []
-    run = explore.parse_run_name(value, ["demo", "other"], problems)
+    run = views.parse_run_name(value, ["demo", "other"], problems)
     assert run in (None, "demo", "other")
     assert (run is None) == (value not in ("demo", "other")) or value == ""
     import pandas as pd
 
-    sid = explore.parse_sample_id(value, pd.Index(["1f600", "1f44d"]), problems)
+    sid = views.parse_sample_id(value, pd.Index(["1f600", "1f44d"]), problems)
     assert sid in (None, "1f600", "1f44d")
-    assert explore.parse_page(value) in (None, *explore.PAGES)
-    assert explore.parse_k({"k": value}, problems) >= 1
+    assert views.parse_page(value) in (None, *views.PAGES)
+    assert views.parse_k({"k": value}, problems) >= 1
