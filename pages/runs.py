@@ -2,34 +2,35 @@
 import pandas as pd
 import streamlit as st
 
-from multimem import app_cache, app_ui, explore, jobs, review
+from multimem import jobs, modalities, review
+from multimem.app import cache, ui
+from multimem.app.views import link, plain
 from multimem.images import ImageError, decode
 from multimem.runs import RunError
 from multimem.sources.base import DataError
 from multimem.strategy_options import OPTIONS, parse_option
 
-app_ui.through_app()
-app_ui.show_problems(app_ui.link_problems())
-app_ui.write_view("runs", {})
-root = app_cache.runs_root()
-head, share_col = st.columns([5, 1])
-head.title("Runs")
-if review.readonly():
-    st.info(review.NOTE, icon=":material/visibility:")
-with share_col:
-    app_ui.share("runs", {})
 
 def flag(name: str) -> None:
     st.session_state[name] = True
 
 
-# ---- the list
-table = app_cache.run_table()
-for note in app_cache.skipped_runs():  # a folder that is not a usable run never hides the others
-    st.warning(f"Skipped {explore.plain(note, 300)}", icon=":material/folder_off:")
-if table.empty:
-    app_ui.no_runs()
-else:
+def header_section() -> None:
+    head, share_col = st.columns([5, 1])
+    head.title("Runs")
+    if review.readonly():
+        st.info(review.NOTE, icon=":material/visibility:")
+    with share_col:
+        ui.share("runs", {})
+
+
+def run_list_section(table) -> None:
+    """Every run with its status and headline figures; a selected row opens its run's Overview."""
+    for note in cache.skipped_runs():  # a folder that is not a usable run never hides the others
+        st.warning(f"Skipped {plain(note, 300)}", icon=":material/folder_off:")
+    if table.empty:
+        ui.no_runs()
+        return
     # empty cells, not "None", where a run has no parent or no figure yet
     shown = table.assign(**{c: table[c].fillna("") for c in ("model", "parent", "dataset") if c in table})
     number = st.column_config.NumberColumn
@@ -45,18 +46,17 @@ else:
     picked = st.dataframe(shown[list(columns)], hide_index=True, width="stretch", column_config=columns,
                           on_select="rerun", selection_mode="single-row", key="runs_table").selection.rows
     st.caption("Select a row to open its run's Overview.")
-    if picked and shown.iloc[picked[0]]["name"] in app_cache.scored_runs():
+    if picked and shown.iloc[picked[0]]["name"] in cache.scored_runs():
         del st.session_state["runs_table"]  # coming back to this page must not open the run again
         st.switch_page("pages/overview.py", query_params={"page": "overview", "run": shown.iloc[picked[0]]["name"]})
 
 
-# ---- jobs: live progress of running ones (first), the error of failed ones
 def job_names() -> list[str]:
     """Jobs this server started, and runs that are running or failed (started here or from the CLI), running
     ones first; failed ones dismissed in this session are left out."""
-    now = app_cache.run_table()
+    now = cache.run_table()
     listed = now.loc[now["status"].isin(["running", "failed"]), "name"].tolist() if not now.empty else []
-    return list(dict.fromkeys([*app_cache.jobs(), *listed]))
+    return list(dict.fromkeys([*cache.jobs(), *listed]))
 
 
 def dismiss(name: str) -> None:
@@ -65,7 +65,7 @@ def dismiss(name: str) -> None:
 
 def cancel(name: str, force: bool) -> None:
     try:
-        sent = jobs.cancel(root, name, app_cache.jobs().get(name), force=force)
+        sent = jobs.cancel(cache.runs_root(), name, cache.jobs().get(name), force=force)
     except RunError as exc:
         st.session_state["_job_note"] = (name, str(exc))
         return
@@ -75,7 +75,9 @@ def cancel(name: str, force: bool) -> None:
 
 
 def job_panel() -> None:
-    procs = app_cache.jobs()
+    """Jobs: live progress of running ones (first), the error of failed ones, each with its command and log."""
+    root = cache.runs_root()
+    procs = cache.jobs()
     dismissed = st.session_state.get("_dismissed", set())
     states = {}
     for name in job_names():
@@ -113,19 +115,19 @@ def job_panel() -> None:
                            help=("Stops the job with SIGTERM (the run stays resumable)" if forcing else
                                  "Stops the job (Ctrl-C): the run is marked incomplete; the same command resumes it"))
             if state["status"] == "complete":
-                links = [f"[Open its overview]({explore.link('overview', {'run': name})})"]
-                parent = (app_cache.manifest(name).get("lineage") or {}).get("parent")
+                links = [f"[Open its overview]({link('overview', {'run': name})})"]
+                parent = (cache.manifest(name).get("lineage") or {}).get("parent")
                 if parent:  # a mitigated run: before and after on one scale
                     links.append(f"[Compare with its parent {parent}]"
-                                 f"({explore.link('compare', {'run': name, 'vs': parent})})")
+                                 f"({link('compare', {'run': name, 'vs': parent})})")
                 st.markdown(" · ".join(links))
             if state["status"] == "failed":
-                st.error(f"Failed: {explore.plain(state['error'], None)}", icon=":material/error:")
+                st.error(f"Failed: {plain(state['error'], None)}", icon=":material/error:")
                 act.button("Dismiss", key=f"dismiss_{name}", icon=":material/close:", on_click=dismiss, args=(name,),
                            help="Hide this card for this session (the run folder stays; run its command again to "
                                 "resume it)")
             if note and note[0] == name:
-                st.caption(explore.plain(note[1], None))
+                st.caption(plain(note[1], None))
             argv = jobs.info(root, name).get("argv")
             if isinstance(argv, list) and argv:
                 st.caption("Command (resumes the run when run again):")
@@ -141,55 +143,56 @@ def job_panel() -> None:
         st.rerun()
 
 
-jobs_slot = st.container()  # filled below, after this run's Start buttons, so that a job just started shows
+def new_run_section() -> None:
+    """Start a new run as a background job, after the CLI's own checks."""
+    root = cache.runs_root()
+    st.subheader("Start a new run")
+    with st.form("new_run"):
+        c1, c2, c3 = st.columns(3)
+        name = c1.text_input("Run name", placeholder="letters, digits, . _ -")
+        source = c1.selectbox("Dataset source", jobs.SOURCES, help="twemoji: the embedded demo data")
+        path = c1.text_input("Path (CSV/TSV, tar shards or COCO JSON)", help="Not needed for twemoji")
+        cols = c1.text_input("CSV columns: image, caption[, label]", placeholder="filepath, title",
+                             help="CSV/TSV only: the image path column, the caption column and optionally a label "
+                                  "column")
+        limit = c1.number_input("Twemoji: first N emoji (0 = all)", 0, 10_000, 400, step=100)
+        fast = c2.checkbox("Start from the fast preset", value=True, help="tiny model, 2 epochs, A = 2")
+        models = jobs.shipped_models()
+        model = c2.selectbox("Model config", models, index=models.index("mm-tiny") if "mm-tiny" in models else 0)
+        epochs = c2.number_input("Epochs", 1, 500, 2)
+        batch = c2.number_input("Batch size", 8, 4096, 64, step=8)
+        seed = c2.number_input("Seed", 0, 10_000, 0)
+        candidate = c3.number_input("|S_C| = |S_I| (count, or fraction < 1)", 0.0, 1e6, 60.0, format="%g")
+        extra = c3.number_input("|S_E| (count, or fraction < 1)", 0.0, 1e6, 80.0, format="%g")
+        inject = c3.number_input("Injected mis-caption fraction", 0.0, 0.5, None, step=0.01, placeholder="default",
+                                 help="Empty: 0.05 on the embedded Twemoji set, 0 on your own data (your captions are "
+                                      "never changed unless you set this)")
+        augs = c3.number_input("A: augmentations per sample", 1, 64, 2)
+        held = c3.number_input("|H|: held-out samples", 1, 100_000, 80)
+        # actions are flagged by callbacks (they run before the script), so a rerun cannot lose the click
+        st.form_submit_button("Start run", type="primary", icon=":material/play_arrow:", on_click=flag,
+                              args=("_start_run",), disabled=review.readonly(), key="run_start")
+    if st.session_state.pop("_start_run", False):
+        try:
+            req = jobs.JobRequest(
+                name=name.strip(), source=source, path=path.strip() or None,
+                limit=(int(limit) or None) if source == "twemoji" else None,
+                fast=fast, model=model, candidate=candidate, extra=extra, epochs=int(epochs), batch_size=int(batch),
+                augmentations=int(augs), heldout_size=int(held), inject=inject, seed=int(seed),
+                **jobs.csv_columns(cols if source == "csv" else ""),
+            )
+            with st.spinner("Checking the settings and reading the data…"):
+                found = jobs.validate(req, root)  # the CLI's own checks: nothing starts (or is written) if one fails
+            cache.jobs()[req.name] = jobs.start(req, root)
+        except (DataError, OSError) as exc:  # RunError is a DataError
+            st.error(f"Not started: {plain(exc, None)}", icon=":material/error:")
+        else:
+            st.success(f"Started run {req.name} ({found.text()}); its progress appears above.",
+                       icon=":material/rocket_launch:")
+            st.caption("Command (paste it into a shell to run or resume the same run):")
+            st.code(jobs.shell_command(jobs.command(req, root)), language="bash", wrap_lines=True)
 
-# ---- a new run
-st.subheader("Start a new run")
-with st.form("new_run"):
-    c1, c2, c3 = st.columns(3)
-    name = c1.text_input("Run name", placeholder="letters, digits, . _ -")
-    source = c1.selectbox("Dataset source", jobs.SOURCES, help="twemoji: the embedded demo data")
-    path = c1.text_input("Path (CSV/TSV, tar shards or COCO JSON)", help="Not needed for twemoji")
-    cols = c1.text_input("CSV columns: image, caption[, label]", placeholder="filepath, title",
-                         help="CSV/TSV only: the image path column, the caption column and optionally a label column")
-    limit = c1.number_input("Twemoji: first N emoji (0 = all)", 0, 10_000, 400, step=100)
-    fast = c2.checkbox("Start from the fast preset", value=True, help="tiny model, 2 epochs, A = 2")
-    models = jobs.shipped_models()
-    model = c2.selectbox("Model config", models, index=models.index("mm-tiny") if "mm-tiny" in models else 0)
-    epochs = c2.number_input("Epochs", 1, 500, 2)
-    batch = c2.number_input("Batch size", 8, 4096, 64, step=8)
-    seed = c2.number_input("Seed", 0, 10_000, 0)
-    candidate = c3.number_input("|S_C| = |S_I| (count, or fraction < 1)", 0.0, 1e6, 60.0, format="%g")
-    extra = c3.number_input("|S_E| (count, or fraction < 1)", 0.0, 1e6, 80.0, format="%g")
-    inject = c3.number_input("Injected mis-caption fraction", 0.0, 0.5, None, step=0.01, placeholder="default",
-                             help="Empty: 0.05 on the embedded Twemoji set, 0 on your own data (your captions are "
-                                  "never changed unless you set this)")
-    augs = c3.number_input("A: augmentations per sample", 1, 64, 2)
-    held = c3.number_input("|H|: held-out samples", 1, 100_000, 80)
-    # actions are flagged by callbacks (they run before the script), so a rerun cannot lose the click
-    st.form_submit_button("Start run", type="primary", icon=":material/play_arrow:", on_click=flag, args=("_start_run",),
-                          disabled=review.readonly(), key="run_start")
-if st.session_state.pop("_start_run", False):
-    try:
-        req = jobs.JobRequest(
-            name=name.strip(), source=source, path=path.strip() or None,
-            limit=(int(limit) or None) if source == "twemoji" else None,
-            fast=fast, model=model, candidate=candidate, extra=extra, epochs=int(epochs), batch_size=int(batch),
-            augmentations=int(augs), heldout_size=int(held), inject=inject, seed=int(seed),
-            **jobs.csv_columns(cols if source == "csv" else ""),
-        )
-        with st.spinner("Checking the settings and reading the data…"):
-            found = jobs.validate(req, root)  # the CLI's own checks: nothing starts (or is written) if one fails
-        app_cache.jobs()[req.name] = jobs.start(req, root)
-    except (DataError, OSError) as exc:  # RunError is a DataError
-        st.error(f"Not started: {explore.plain(exc, None)}", icon=":material/error:")
-    else:
-        st.success(f"Started run {req.name} ({found.text()}); its progress appears above.",
-                   icon=":material/rocket_launch:")
-        st.caption("Command (paste it into a shell to run or resume the same run):")
-        st.code(jobs.shell_command(jobs.command(req, root)), language="bash", wrap_lines=True)
 
-# ---- a mitigation of a complete run: `multimem mitigate --from PARENT --strategy ...` as a job
 STRATEGY_HELP = {
     "noise": "retrain f and g with Gaussian noise on the image and/or text embeddings",
     "captions": "retrain f and g drawing each step's caption among the first K captions",
@@ -222,7 +225,7 @@ def precheck(parent: str, strategy: str, params) -> None:
     from multimem import mitigate
     from multimem.pipeline import RunConfig
 
-    m = app_cache.manifest(parent)
+    m = cache.manifest(parent)
     cfg = RunConfig.from_dict(m["config"])
     if strategy == "regroup" and params.every >= cfg.train.epochs:
         raise RunError(f"Rescore every {params.every} epochs never rescores: {parent} trains {cfg.train.epochs} "
@@ -236,22 +239,26 @@ def precheck(parent: str, strategy: str, params) -> None:
 
 
 def mitigation_form(complete: list[str]) -> None:
+    """The strategy's settings as a form (generated from strategy_options.OPTIONS); Start runs `multimem mitigate
+    --from PARENT --strategy ...` as a job."""
     from multimem import mitigate  # torch: imported only once this form is opened
 
+    root = cache.runs_root()
     c1, c2 = st.columns([1, 3])
-    current = app_ui.current_run()
+    current = ui.current_run()
     parent = c1.selectbox("Parent run", complete, index=complete.index(current) if current in complete else 0,
                           key="mit_parent", help="A complete run; the derived run keeps its data, split and settings")
     strategy = c2.radio("Strategy", mitigate.STRATEGIES, key="mit_strategy",
-                        captions=[STRATEGY_HELP[s] for s in mitigate.STRATEGIES])
+                        captions=[STRATEGY_HELP.get(s, "") for s in mitigate.STRATEGIES])
     defaults = mitigate.PARAMS[strategy]()
-    own = sorted((o for o in OPTIONS if hasattr(defaults, o)), key=lambda o: o not in MAIN[strategy])
-    choices = {"modalities": ["both", "image", "text"], "noise_space": list(mitigate.NOISE_SPACES),
-               "ranking": list(mitigate.RANKINGS), "pool": list(mitigate.POOLS)}
+    own = sorted((o for o in OPTIONS if hasattr(defaults, o)), key=lambda o: o not in MAIN.get(strategy, ()))
+    choices = {"modalities": ["both", *modalities.of(cache.manifest(parent).get("config"))],
+               "noise_space": list(mitigate.NOISE_SPACES), "ranking": list(mitigate.RANKINGS),
+               "pool": list(mitigate.POOLS)}
     texts = {}
     with st.form("mitigate"):  # the strategy's settings, main ones first, four a row
         for opt, col in zip(own, [c for _ in range(0, len(own), 4) for c in st.columns(4)]):
-            label, helptext = LABELS[opt], OPTIONS[opt].help
+            label, helptext = LABELS.get(opt, opt.replace("_", " ").capitalize()), OPTIONS[opt].help
             key, default = f"mit_{strategy}_{opt}", as_text(getattr(defaults, opt), opt)
             texts[opt] = (col.selectbox(label, choices[opt], index=choices[opt].index(default), key=key, help=helptext)
                           if opt in choices else col.text_input(label, default, key=key, help=helptext))
@@ -267,14 +274,14 @@ def mitigation_form(complete: list[str]) -> None:
             try:
                 values[opt] = parse_option(opt, text)
             except DataError as exc:
-                raise DataError(str(exc).replace("--" + opt.replace("_", "-"), LABELS[opt])) from None
+                raise DataError(str(exc).replace("--" + opt.replace("_", "-"), LABELS.get(opt, opt))) from None
         options = {k: v for k, v in values.items() if v != getattr(defaults, k)}  # the flags a user would type
         precheck(parent, strategy, mitigate.make_params(strategy, **options))
         new, proc = jobs.start_mitigation(root, parent, strategy, options, name.strip() or None)
     except (DataError, OSError) as exc:  # MitigationError and RunError are DataErrors
         st.error(str(exc), icon=":material/error:")
         return
-    app_cache.jobs()[new] = proc
+    cache.jobs()[new] = proc
     st.success(f"Started {new}, a {strategy} mitigation of {parent}; its progress appears under Jobs above.",
                icon=":material/rocket_launch:")
     st.caption("Command (paste it into a shell to run or resume the same run):")
@@ -282,11 +289,13 @@ def mitigation_form(complete: list[str]) -> None:
             wrap_lines=True)
 
 
-st.subheader("Mitigate a run")
-complete = table.loc[table["status"] == "complete", "name"].tolist() if not table.empty else []
-if not complete:
-    st.caption("Needs a complete run.")
-else:
+def mitigation_section(table) -> None:
+    """Derive a run from a complete one (noise, captions, removal or regroup)."""
+    st.subheader("Mitigate a run")
+    complete = table.loc[table["status"] == "complete", "name"].tolist() if not table.empty else []
+    if not complete:
+        st.caption("Needs a complete run.")
+        return
     # on_change="rerun": the form, and torch with multimem.mitigate, load only once it is opened (a page view
     # imports no torch); it stays open for the rest of the session
     box = st.expander("Derive a run from a complete one: noise, captions, removal or regroup (docs/mitigation.md)",
@@ -295,46 +304,64 @@ else:
         with box:
             mitigation_form(complete)
 
-# ---- the jobs panel, above
-with jobs_slot:
-    active = any(p.poll() is None for p in app_cache.jobs().values()) or (
+
+def jobs_section(table) -> None:
+    """The jobs panel, refreshed every two seconds while something runs."""
+    active = any(p.poll() is None for p in cache.jobs().values()) or (
         not table.empty and (table["status"] == "running").any())
     st.fragment(job_panel, run_every=2 if active else None)()  # polls the manifests only while something runs
 
-# ---- score one pair on demand
-st.subheader("Score your own pair")
-run = app_ui.current_run()
-if not run:
-    st.caption("Needs a scored run.")
-    st.stop()
-st.caption(f"Against run **{run}**'s f and g (the sidebar's run), with its own A views, held-out set H and "
-           "normalisation range, so the score sits on the same scale as the run's table.")
-with st.form("score_pair"):
-    upload = st.file_uploader("Image", type=["png", "jpg", "jpeg", "webp", "gif", "bmp"], disabled=review.readonly())
-    caption = st.text_input("Caption", max_chars=300, disabled=review.readonly())
-    st.form_submit_button("Score", icon=":material/calculate:", on_click=flag, args=("_score_pair",),
-                          disabled=review.readonly())
-if st.session_state.pop("_score_pair", False) and not review.readonly():
-    if upload is None or not caption.strip():
-        st.warning("Give an image and a caption.")
-    else:
-        try:
-            image = decode(upload.getvalue(), upload.name)
-            with st.spinner("Scoring with f and g…"):
-                result = app_cache.scorer(run).score(image, [caption.strip()])
-        except (ImageError, ValueError, OSError) as exc:  # DataError is a ValueError: e.g. no checkpoints
-            st.error(str(exc))
+
+def score_pair_section() -> None:
+    """Score an uploaded image and caption with the sidebar run's f and g, on the run's own scale."""
+    st.subheader("Score your own pair")
+    run = ui.current_run()
+    if not run:
+        st.caption("Needs a scored run.")
+        return
+    st.caption(f"Against run **{run}**'s f and g (the sidebar's run), with its own A views, held-out set H and "
+               "normalisation range, so the score sits on the same scale as the run's table.")
+    with st.form("score_pair"):
+        upload = st.file_uploader("Image", type=["png", "jpg", "jpeg", "webp", "gif", "bmp"],
+                                  disabled=review.readonly())
+        caption = st.text_input("Caption", max_chars=300, disabled=review.readonly())
+        st.form_submit_button("Score", icon=":material/calculate:", on_click=flag, args=("_score_pair",),
+                              disabled=review.readonly())
+    if st.session_state.pop("_score_pair", False) and not review.readonly():
+        if upload is None or not caption.strip():
+            st.warning("Give an image and a caption.")
         else:
-            cand = app_cache.subset_values(run, "candidate")
-            pct = float((cand < result.multimem).mean() * 100) if len(cand) else float("nan")
-            i, m1, m2, m3 = st.columns([1, 1, 1, 1])
-            i.image(image, width=160)
-            m1.metric("MultiMem (normalised)", f"{result.multimem:+.3f}", help="raw / the run's range")
-            m2.metric("MultiMem (raw)", f"{result.multimem_raw:+.5f}")
-            m3.metric("Percentile among the run's S_C", f"{pct:.0f}")
-            st.dataframe(pd.DataFrame({"f": [result.cmc_f, result.own_f, result.held_f, result.cos_f],
-                                       "g": [result.cmc_g, result.own_g, result.held_g, result.cos_g]},
-                                      index=["CMC", "own", "held", "image-text cosine"]).style.format("{:+.5f}"),
-                         width="stretch")
-            st.caption("Neither f nor g trained on this pair, so a score near the S_I/S_S values is expected; a pair "
-                       "close to a memorized training pair can score higher.")
+            try:
+                image = decode(upload.getvalue(), upload.name)
+                with st.spinner("Scoring with f and g…"):
+                    result = cache.scorer(run).score(image, [caption.strip()])
+            except (ImageError, ValueError, OSError) as exc:  # DataError is a ValueError: e.g. no checkpoints
+                st.error(str(exc))
+            else:
+                cand = cache.subset_values(run, "candidate")
+                pct = float((cand < result.multimem).mean() * 100) if len(cand) else float("nan")
+                i, m1, m2, m3 = st.columns([1, 1, 1, 1])
+                i.image(image, width=160)
+                m1.metric("MultiMem (normalised)", f"{result.multimem:+.3f}", help="raw / the run's range")
+                m2.metric("MultiMem (raw)", f"{result.multimem_raw:+.5f}")
+                m3.metric("Percentile among the run's S_C", f"{pct:.0f}")
+                st.dataframe(pd.DataFrame({"f": [result.cmc_f, result.own_f, result.held_f, result.cos_f],
+                                           "g": [result.cmc_g, result.own_g, result.held_g, result.cos_g]},
+                                          index=["CMC", "own", "held", "image-text cosine"]).style.format("{:+.5f}"),
+                             width="stretch")
+                st.caption("Neither f nor g trained on this pair, so a score near the S_I/S_S values is expected; a "
+                           "pair close to a memorized training pair can score higher.")
+
+
+ui.through_app()
+ui.show_problems(ui.link_problems())
+ui.write_view("runs", {})
+header_section()
+table = cache.run_table()
+run_list_section(table)
+jobs_slot = st.container()  # filled below, after this run's Start buttons, so that a job just started shows
+new_run_section()
+mitigation_section(table)
+with jobs_slot:
+    jobs_section(table)
+score_pair_section()
