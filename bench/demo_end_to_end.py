@@ -18,12 +18,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from multimem import augment, models, presets
-from multimem.dataset import build
-from multimem.pipeline import RunConfig, load_pair, store_size
-from multimem.runs import Run
-from multimem.score import heldout_rows, score, scored_rows, view_captions, view_draws
-from multimem.sources import open_source
+from multimem.model import augment
+from multimem.model import factory
+from multimem.pipeline import presets
+from multimem.data.dataset import build
+from multimem.model.factory import store_size
+from multimem.pipeline.config import RunConfig
+from multimem.pipeline.training import load_pair
+from multimem.store.runs import Run
+from multimem.engine.score import heldout_rows, score, scored_rows, view_captions, view_draws
+from multimem.data.sources import open_source
 
 
 def bare_forward_seconds(f, g, data, cfg: RunConfig) -> float:
@@ -32,7 +36,7 @@ def bare_forward_seconds(f, g, data, cfg: RunConfig) -> float:
     mcfg = cfg.metric
     rows = torch.as_tensor(scored_rows(data, mcfg))
     held = torch.as_tensor(heldout_rows(data, mcfg))
-    mean, std, size = models.image_norm(f)
+    mean, std, size = factory.image_norm(f)
     a = mcfg.augmentations
     per_batch = max(1, mcfg.batch_size // a)
     params, choice = view_draws(data, rows.numpy(), mcfg)

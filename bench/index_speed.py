@@ -18,7 +18,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from multimem import index
+from multimem.engine import index
 
 
 def clustered(n: int, d: int, seed: int = 0) -> np.ndarray:

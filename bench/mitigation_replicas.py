@@ -19,15 +19,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from multimem import mitigate, models, presets, summary
-from multimem.pipeline import execute
-from multimem.runs import Run
+from multimem import summary
+from multimem.mitigation import base, compare, derive
+from multimem.model import factory
+from multimem.pipeline import presets
+from multimem.pipeline.stages import execute
+from multimem.store.runs import Run
 
 
 def baseline(regime: str):
     cfg = presets.demo()
     if regime == "strong":  # fewer shared samples and longer training of a small model: more memorization
-        cfg = dataclasses.replace(cfg, source={**cfg.source, "limit": 1000}, model=models.FAST_MODEL,
+        cfg = dataclasses.replace(cfg, source={**cfg.source, "limit": 1000}, model=factory.FAST_MODEL,
                                   split=dataclasses.replace(cfg.split, candidate=0.2, extra=0.2),
                                   train=dataclasses.replace(cfg.train, epochs=40, batch_size=64))
     return cfg
@@ -58,14 +61,14 @@ def main() -> None:
     pm = Run(args.runs_root, parent).manifest()
     for key in args.strategies.split(","):
         for strategy, values in PLANS[key]:
-            params = mitigate.make_params(strategy, **values)
+            params = base.make_params(strategy, **values)
             if strategy == "regroup" and cfg.train.epochs <= params.every:
-                params = mitigate.make_params(strategy, **{**values, "every": max(1, cfg.train.epochs // 3)})
+                params = base.make_params(strategy, **{**values, "every": max(1, cfg.train.epochs // 3)})
             t0 = time.time()
-            m = mitigate.mitigate(args.runs_root, parent, strategy, params)
+            m = derive.mitigate(args.runs_root, parent, strategy, params)
             c = m["comparison"]["subsets"]["candidate"]
             iv = summary.Interval.from_dict(c["change"])
-            u0, u1 = mitigate.utility_row(pm, "f"), mitigate.utility_row(m, "f")
+            u0, u1 = compare.utility_row(pm, "f"), compare.utility_row(m, "f")
             rows.append({"mitigation": m["name"].removeprefix(parent + "."), "replicas": iv.replicas,
                          "S_C mean raw before": c["parent_raw"], "after": c["raw"],
                          "change [95% interval]": iv.text(4),

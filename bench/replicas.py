@@ -19,16 +19,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from multimem import presets, summary
-from multimem.pipeline import execute
-from multimem.runs import Run
+from multimem import summary
+from multimem.pipeline import presets
+from multimem.pipeline.stages import execute
+from multimem.store.runs import Run
 
 TEMPLATES = ("a photo of a {c}", "an image of a {c}", "a {c} picture")
 
 
 def class_dataset(folder: Path) -> Path:
     """A CSV of the Twemoji images whose captions name only their category."""
-    from multimem.sources.twemoji import TwemojiSource
+    from multimem.data.sources.twemoji import TwemojiSource
 
     rows = []
     for p in TwemojiSource(skin_tones=True).pairs():

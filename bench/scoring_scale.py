@@ -30,12 +30,13 @@ def child(n: int, augmentations: int, model_name: str) -> dict:
     import torch
     from PIL import Image
 
-    from multimem import models
-    from multimem.dataset import PairData, StreamedImages
-    from multimem.pipeline import RunConfig, score_stage
-    from multimem.runs import Run
-    from multimem.score import MetricConfig
-    from multimem.sources.base import DataSource, Pair
+    from multimem.model import factory
+    from multimem.data.dataset import PairData, StreamedImages
+    from multimem.pipeline.config import RunConfig
+    from multimem.pipeline.stages import score_stage
+    from multimem.store.runs import Run
+    from multimem.engine.score import MetricConfig
+    from multimem.data.sources.base import DataSource, Pair
 
     words = "red green blue small large round square happy sad cat dog car tree house star moon".split()
     extra = 1000  # S_E: the held-out set H, embedded but not scored
@@ -59,14 +60,14 @@ def child(n: int, augmentations: int, model_name: str) -> dict:
     data = PairData(pairs=pairs, subset=subset, injected=np.zeros(len(pairs), bool),
                     original_caption=[None] * len(pairs),
                     images=StreamedImages(source, [p.image_ref for p in pairs], 48), workers=1)
-    tok = models.fit_tokenizer(model_name, [p.caption for p in pairs[:2000]])
+    tok = factory.fit_tokenizer(model_name, [p.caption for p in pairs[:2000]])
     data.tokenize(tok)
     cfg = RunConfig(model=model_name, metric=MetricConfig(augmentations=augmentations, batch_size=256))
     with tempfile.TemporaryDirectory() as root:
         run = Run(root, "bench")
         run.update(config=cfg.to_dict())
         for tag, seed in (("f", 0), ("g", 1)):
-            models.save_checkpoint(run.path("checkpoints", f"{tag}.pt"), models.create(model_name, seed=seed), model_name, tok)
+            factory.save_checkpoint(run.path("checkpoints", f"{tag}.pt"), factory.create(model_name, seed=seed), model_name, tok)
         data.table().to_parquet(run.path("samples.parquet"))
         before = rss_mb()
         t = time.perf_counter()

@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from multimem import index
-from multimem.atomic import atomic_numpy, atomic_parquet
-from multimem.pipeline import STAGES
+from multimem.engine import index
+from multimem.store.atomic import atomic_numpy, atomic_parquet
+from multimem.pipeline.stages import STAGES
 from multimem.summary import summarise
-from multimem.runs import Run, now
-from multimem.sources.twemoji import ATTRIBUTION, _asset_dir
+from multimem.store.runs import Run, now
+from multimem.data.sources.twemoji import ATTRIBUTION, _asset_dir
 
 CATEGORIES = ["Smileys & Emotion", "People & Body", "Animals & Nature", "Food & Drink", "Travel & Places",
               "Activities", "Objects", "Symbols", "Flags"]

@@ -23,13 +23,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from multimem import models, presets
-from multimem.external import export_split
-from multimem.pipeline import execute
-from multimem.runs import Run
-from multimem.splits import TRAIN_F
-from multimem.tokenizer import CompactTokenizer
-from multimem.train import TrainConfig, train
+from multimem.model import factory
+from multimem.pipeline import presets
+from multimem.interop.openclip_train import export_split
+from multimem.pipeline.stages import execute
+from multimem.store.runs import Run
+from multimem.data.splits import TRAIN_F
+from multimem.model.tokenizer import CompactTokenizer
+from multimem.engine.train import TrainConfig, train
 
 
 def ours(data, rows, model_name, tok, batch, work: Path) -> float:
@@ -70,14 +71,14 @@ def main() -> None:
     execute(run, cfg, stages=())
     export_split(run, "csv", folder / "export", all_captions=False)  # one caption per image: the same pairs as ours
 
-    from multimem.dataset import build
-    from multimem.pipeline import store_size
-    from multimem.sources import open_source
+    from multimem.data.dataset import build
+    from multimem.model.factory import store_size
+    from multimem.data.sources import open_source
 
     data = build(open_source(cfg.source), cfg.split, cfg.split_seed, 0.0, 0, store_size(args.model))
     rows = data.rows(*TRAIN_F)
-    full = CompactTokenizer(args.model, models.context_length(args.model), None)
-    compact = models.fit_tokenizer(args.model, [c for p_ in data.pairs for c in p_.captions])
+    full = CompactTokenizer(args.model, factory.context_length(args.model), None)
+    compact = factory.fit_tokenizer(args.model, [c for p_ in data.pairs for c in p_.captions])
 
     them = open_clip_train(folder / "export" / "f_train.csv", folder / "export" / "model", args.batch_size, folder / "logs")
     # ours with open_clip's full vocabulary: the same architecture open_clip_train trains

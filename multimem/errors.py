@@ -8,3 +8,7 @@ class DataError(ValueError):
 
 class RunError(DataError):
     """A run folder that cannot be used as asked (missing, locked, made from other data, other settings)."""
+
+
+class MitigationError(RunError):
+    """A mitigation that cannot be derived as asked (unknown strategy, bad setting, unsuitable parent run)."""

@@ -1,44 +1,6 @@
-"""Utility of a model on S_E: retrieval Recall@K both ways and zero-shot accuracy over class labels."""
-from __future__ import annotations
+"""Moved to multimem.engine.evaluate; this alias keeps the old import path working for one release."""
+import sys
 
-import numpy as np
-import torch
+from multimem.engine import evaluate as _moved
 
-from multimem.dataset import PairData
-from multimem.score import embed_clean, encode_texts
-from multimem.splits import EXTRA
-from multimem.tokenizer import CompactTokenizer
-
-KS = (1, 5, 10)
-
-
-def recall_at_k(query: torch.Tensor, gallery: torch.Tensor, ks=KS) -> dict[int, float]:
-    """Query i's match is gallery i; Recall@K = share of queries whose match ranks in the top K."""
-    sims = query @ gallery.T
-    target = sims.diagonal().unsqueeze(1)
-    rank = (sims > target).sum(1)  # ties count in the query's favour
-    return {k: float((rank < k).float().mean()) for k in ks}
-
-
-def zero_shot(image: torch.Tensor, labels: list[str], classes: list[str], class_emb: torch.Tensor) -> float:
-    pred = (image @ class_emb.T).argmax(1)
-    truth = torch.tensor([classes.index(label) for label in labels])
-    return float((pred == truth).float().mean())
-
-
-def evaluate(model, data: PairData, tokenizer: CompactTokenizer, template: str = "a photo of {label}") -> dict:
-    rows = data.rows(EXTRA)
-    img, txt = embed_clean(model, data, rows)
-    result: dict = {"n": int(len(rows))}
-    for name, (q, g) in {"image_to_text": (img, txt), "text_to_image": (txt, img)}.items():
-        for k, v in recall_at_k(q, g).items():
-            result[f"{name}_R@{k}"] = v
-    labels = [data.pairs[i].label for i in rows]
-    if len(rows) and all(label is not None for label in labels):
-        classes = sorted({p.label for p in data.pairs if p.label is not None})
-        prompts = [template.format(label=c.lower()) for c in classes]
-        class_emb = encode_texts(model, tokenizer(prompts))
-        result["zero_shot_top1"] = zero_shot(img, labels, classes, class_emb)
-        result["zero_shot_classes"] = len(classes)
-        result["zero_shot_chance"] = float(max(np.unique(labels, return_counts=True)[1]) / len(labels))
-    return result
+sys.modules[__name__] = _moved

@@ -1,4 +1,4 @@
-"""Split into multimem.app (views, region, select, columns, cards, explain, compare, figures) and multimem.summary;
+"""Moved to multimem.app, split (views, region, select, columns, cards, explain, compare, figures) and multimem.summary;
 this module re-exports every name it had so that the old import path works for one release."""
 # ruff: noqa: F401
 from multimem.app.cards import GRID_CSS, PLACEHOLDER, Card, card_html, grid_html, score_class, thumbnail_uri
@@ -18,8 +18,8 @@ from multimem.app.views import (_CONTROL, _MD_SPECIAL, BROWSE_KEYS, ECHO_LIMIT, 
                                 Params, _all, _choice, _float, _int, _list_name, _one, browse_params, link,
                                 order_params, parse_browse, parse_k, parse_page, parse_run_name, parse_sample_id,
                                 plain, unscored_note)
-from multimem.runs import RunError, check_name
-from multimem.splits import CANDIDATE, INDEPENDENT, SHARED
+from multimem.store.runs import RunError, check_name
+from multimem.data.splits import CANDIDATE, INDEPENDENT, SHARED
 from multimem.summary import precision_at_k, roc_curve, shared_range
 
 SORTS = sorts_for(None)

@@ -15,7 +15,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from multimem.runs import STAGES, Run, RunError, check_name
+from multimem.store.runs import STAGES, Run, RunError, check_name
 
 LOG = "job.log"
 INFO = "job.json"
@@ -24,7 +24,7 @@ SOURCES = ("twemoji", "csv", "wds", "coco")
 
 def shipped_models() -> list[str]:
     """The shipped model configs (multimem.models.shipped_models without importing torch and open_clip)."""
-    return sorted(p.stem for p in (Path(__file__).parent / "model_configs").glob("*.json"))
+    return sorted(p.stem for p in (Path(__file__).parent / "model" / "model_configs").glob("*.json"))
 
 
 @dataclass
@@ -100,7 +100,7 @@ def validate(req: JobRequest, root: Path):
     sizes (multimem.preflight.check_argv). Returns the data check; raises DataError (RunError) with the message
     the CLI would print. Imports torch (the CLI's config builder): call it when a job is about to start."""
     from multimem import preflight
-    from multimem.review import refuse_if_readonly
+    from multimem.store.review_mode import refuse_if_readonly
 
     refuse_if_readonly("start a run")
     req.check(Path(root))
@@ -111,7 +111,7 @@ def validate(req: JobRequest, root: Path):
 def launch(root: Path, name: str, argv: list[str], request: dict) -> subprocess.Popen:
     """The one way a background job starts: detached from the app's session (its own process group, so that
     `cancel` reaches its workers), output to the run's job.log, what was asked in job.json."""
-    from multimem.review import refuse_if_readonly
+    from multimem.store.review_mode import refuse_if_readonly
 
     refuse_if_readonly("start a job")
     folder = Path(root) / name
@@ -129,7 +129,7 @@ def launch(root: Path, name: str, argv: list[str], request: dict) -> subprocess.
 def start(req: JobRequest, root: Path) -> subprocess.Popen:
     """Start a new run as a job. Only the name is checked here: call `validate` first (the Runs page does), or a
     problem with the data shows as a failed job."""
-    from multimem.review import refuse_if_readonly
+    from multimem.store.review_mode import refuse_if_readonly
 
     refuse_if_readonly("start a run")
     req.check(Path(root))
@@ -152,18 +152,17 @@ def mitigation_command(root: Path | str, parent: str, strategy: str, options: di
 
 
 def start_mitigation(root: Path | str, parent: str, strategy: str, options: dict, name: str | None = None):
-    """Start `multimem mitigate` as a job; returns (run name, process). The options are checked first, so that a
-    bad value is an error in the app, not a failed job."""
-    from multimem import mitigate
+    """Start `multimem mitigate` as a job; returns (run name, process). The mitigation is checked first (the same
+    checks `multimem mitigate` makes), so that a bad value is an error in the app, not a failed job."""
+    from multimem.errors import MitigationError
+    from multimem.mitigation import base, derive
 
     root = Path(root)
-    params = mitigate.make_params(strategy, **options)
-    mitigate.open_parent(root, parent)
-    name = check_name(name or mitigate.child_name(parent, strategy, params))
-    if Run(root, name).exists() or (root / name / INFO).exists():
-        raise mitigate.MitigationError(f"a run named {name!r} already exists; pick another name")
-    argv = mitigation_command(root, parent, strategy, options, name)
-    return name, launch(root, name, argv, {"parent": parent, "strategy": strategy, **options})
+    plan = derive.plan(root, parent, strategy, base.make_params(strategy, **options), name)
+    if Run(root, plan.name).exists() or (root / plan.name / INFO).exists():
+        raise MitigationError(f"a run named {plan.name!r} already exists; pick another name")
+    argv = mitigation_command(root, parent, strategy, options, plan.name)
+    return plan.name, launch(root, plan.name, argv, {"parent": parent, "strategy": strategy, **options})
 
 
 def info(root: Path, name: str) -> dict:
@@ -180,7 +179,7 @@ def cancel(root: Path, name: str, proc: subprocess.Popen | None = None, force: b
     """Stop a running job: SIGINT to its process group (the CLI then marks the run incomplete, and the same
     command resumes it), or SIGTERM with `force`. Only a job whose run is locked by a live writer is signalled
     (a pid from an old job.json may belong to another process by now). Returns whether a signal was sent."""
-    from multimem.review import refuse_if_readonly
+    from multimem.store.review_mode import refuse_if_readonly
 
     refuse_if_readonly("cancel a job")
     pid = proc.pid if proc is not None else info(root, name).get("pid")

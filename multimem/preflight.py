@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from multimem.sources.base import DataError
+from multimem.data.sources.base import DataError
 
 
 @dataclass
@@ -36,7 +36,7 @@ def check_data(cfg) -> DataCheck:
 
     Images are not decoded (that happens while the run prepares its data); a file that exists but cannot be
     decoded is skipped then and counted in the manifest, as for any run."""
-    from multimem.sources import open_source
+    from multimem.data.sources import open_source
 
     source = open_source(cfg.source)
     pairs = source.pairs()
@@ -62,7 +62,8 @@ def check_argv(argv: list[str]) -> tuple[object, DataCheck]:
     import contextlib
     import io
 
-    from multimem import cli, presets
+    from multimem import cli
+    from multimem.pipeline import presets
 
     err = io.StringIO()
     try:
@@ -79,6 +80,6 @@ def check_argv(argv: list[str]) -> tuple[object, DataCheck]:
 
 def is_new(root: Path | str, name: str) -> bool:
     """Whether no run of that name exists yet (a resumed run was checked when it was made)."""
-    from multimem.runs import Run
+    from multimem.store.runs import Run
 
     return not Run(root, name).exists()

@@ -12,7 +12,7 @@ from multimem.app import cache, figures, ui
 from multimem.app.columns import SCORED_SUBSETS, SUBSET_LABELS, SUBSET_SHORT
 from multimem.app.compare import scaled
 from multimem.app.views import link, plain
-from multimem.splits import CANDIDATE, INDEPENDENT, SHARED
+from multimem.data.splits import CANDIDATE, INDEPENDENT, SHARED
 from multimem.summary import Interval
 
 COLOURS = {CANDIDATE: "#d62728", INDEPENDENT: "#1f77b4", SHARED: "#7f7f7f"}

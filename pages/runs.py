@@ -2,13 +2,14 @@
 import pandas as pd
 import streamlit as st
 
-from multimem import jobs, modalities, review
+from multimem import jobs, modalities
+from multimem.store import review_mode
 from multimem.app import cache, ui
 from multimem.app.views import link, plain
-from multimem.images import ImageError, decode
-from multimem.runs import RunError
-from multimem.sources.base import DataError
-from multimem.strategy_options import OPTIONS, parse_option
+from multimem.data.images import ImageError, decode
+from multimem.store.runs import RunError
+from multimem.errors import DataError
+from multimem.mitigation import base as strategies
 
 
 def flag(name: str) -> None:
@@ -18,8 +19,8 @@ def flag(name: str) -> None:
 def header_section() -> None:
     head, share_col = st.columns([5, 1])
     head.title("Runs")
-    if review.readonly():
-        st.info(review.NOTE, icon=":material/visibility:")
+    if review_mode.readonly():
+        st.info(review_mode.NOTE, icon=":material/visibility:")
     with share_col:
         ui.share("runs", {})
 
@@ -111,7 +112,7 @@ def job_panel() -> None:
                 st.progress(fraction, text=text)
                 forcing = name in st.session_state.get("_cancelling", set())
                 act.button("Stop now" if forcing else "Cancel", key=f"cancel_{name}", icon=":material/stop_circle:",
-                           on_click=cancel, args=(name, forcing), disabled=review.readonly(),
+                           on_click=cancel, args=(name, forcing), disabled=review_mode.readonly(),
                            help=("Stops the job with SIGTERM (the run stays resumable)" if forcing else
                                  "Stops the job (Ctrl-C): the run is marked incomplete; the same command resumes it"))
             if state["status"] == "complete":
@@ -171,7 +172,7 @@ def new_run_section() -> None:
         held = c3.number_input("|H|: held-out samples", 1, 100_000, 80)
         # actions are flagged by callbacks (they run before the script), so a rerun cannot lose the click
         st.form_submit_button("Start run", type="primary", icon=":material/play_arrow:", on_click=flag,
-                              args=("_start_run",), disabled=review.readonly(), key="run_start")
+                              args=("_start_run",), disabled=review_mode.readonly(), key="run_start")
     if st.session_state.pop("_start_run", False):
         try:
             req = jobs.JobRequest(
@@ -193,90 +194,48 @@ def new_run_section() -> None:
             st.code(jobs.shell_command(jobs.command(req, root)), language="bash", wrap_lines=True)
 
 
-STRATEGY_HELP = {
-    "noise": "retrain f and g with Gaussian noise on the image and/or text embeddings",
-    "captions": "retrain f and g drawing each step's caption among the first K captions",
-    "removal": "remove the top-N ranked training samples and fine-tune f on the rest",
-    "regroup": "retrain f and g; every K epochs the most memorized samples get their own batches",
-}
-MAIN = {"noise": ("std", "modalities"), "captions": ("captions_per_image",),  # shown first
-        "removal": ("n", "ranking", "pool", "finetune_epochs"), "regroup": ("folds", "every", "top")}
-LABELS = {"std": "Noise σ (std)", "modalities": "Modalities", "noise_space": "Noise space",
-          "captions_per_image": "Captions per image (K or all)", "n": "N: samples removed", "ranking": "Ranking",
-          "pool": "Pool", "finetune_epochs": "Fine-tune epochs", "finetune_lr_scale": "Fine-tune learning-rate scale",
-          "ranking_seed": "Random ranking seed", "folds": "K: reference models (folds)", "fold_seed": "Fold seed",
-          "every": "Rescore every (epochs)", "top": "Top share grouped", "hot_crop_min": "Targeted: smallest crop",
-          "hot_jitter": "Targeted: colour jitter", "token_dropout": "Targeted: word dropout",
-          "score_augmentations": "A for in-training scores", "ids": "Ids file (ranking ids)"}
-
-
-def as_text(value, opt: str = "") -> str:
-    """A parameter's default as the CLI would take it (strategy_options.parse_option reads it back)."""
-    if value is None:
-        return "all" if opt == "captions_per_image" else ""
-    if isinstance(value, tuple):
-        return "both" if len(value) > 1 else value[0]
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def precheck(parent: str, strategy: str, params) -> None:
-    """multimem.mitigate.mitigate's checks against the parent's settings, here so that they stop the Start
-    instead of failing the job (and leaving its folder behind)."""
-    from multimem import mitigate
-    from multimem.pipeline import RunConfig
-
-    m = cache.manifest(parent)
-    cfg = RunConfig.from_dict(m["config"])
-    if strategy == "regroup" and params.every >= cfg.train.epochs:
-        raise RunError(f"Rescore every {params.every} epochs never rescores: {parent} trains {cfg.train.epochs} "
-                       "epochs; use a smaller value")
-    sizes = (m.get("split") or {}).get("sizes") or {}
-    pool = sizes.get("candidate", 0) + (sizes.get("shared", 0) if getattr(params, "pool", "") == "train" else 0)
-    if strategy == "removal" and params.n > pool:
-        raise RunError(f"Cannot remove {params.n} samples: the {params.pool} pool of {parent} holds {pool}")
-    if mitigate.same_as_parent(cfg, strategy, params):
-        raise RunError(f"{parent} already trains that way: nothing to derive; change a setting")
+def setting_field(col, strategy: str, setting, run_modalities: tuple[str, ...]) -> str:
+    """One strategy setting as a form field (a choice list where it has one); returns the text entered."""
+    key, default = f"mit_{strategy}_{setting.name}", setting.text(setting.default)
+    if setting.kind == "modalities":
+        options = ["all", *run_modalities]
+        chosen = "all" if set(setting.default) >= set(run_modalities) else default
+        return col.selectbox(setting.label, options, index=options.index(chosen) if chosen in options else 0,
+                             key=key, help=setting.help)
+    if setting.kind == "choice":
+        return col.selectbox(setting.label, setting.choices, index=setting.choices.index(default), key=key,
+                             help=setting.help)
+    return col.text_input(setting.label, default, key=key, help=setting.help)
 
 
 def mitigation_form(complete: list[str]) -> None:
-    """The strategy's settings as a form (generated from strategy_options.OPTIONS); Start runs `multimem mitigate
-    --from PARENT --strategy ...` as a job."""
-    from multimem import mitigate  # torch: imported only once this form is opened
-
+    """The chosen strategy's settings as a form, generated from the strategy registry; Start runs `multimem
+    mitigate --from PARENT --strategy ...` as a job, after the same checks the command makes."""
     root = cache.runs_root()
     c1, c2 = st.columns([1, 3])
     current = ui.current_run()
     parent = c1.selectbox("Parent run", complete, index=complete.index(current) if current in complete else 0,
                           key="mit_parent", help="A complete run; the derived run keeps its data, split and settings")
-    strategy = c2.radio("Strategy", mitigate.STRATEGIES, key="mit_strategy",
-                        captions=[STRATEGY_HELP.get(s, "") for s in mitigate.STRATEGIES])
-    defaults = mitigate.PARAMS[strategy]()
-    own = sorted((o for o in OPTIONS if hasattr(defaults, o)), key=lambda o: o not in MAIN.get(strategy, ()))
-    choices = {"modalities": ["both", *modalities.of(cache.manifest(parent).get("config"))],
-               "noise_space": list(mitigate.NOISE_SPACES), "ranking": list(mitigate.RANKINGS),
-               "pool": list(mitigate.POOLS)}
+    known = strategies.strategies()
+    strategy = c2.radio("Strategy", list(known), key="mit_strategy", captions=[s.summary for s in known.values()])
+    settings = sorted(known[strategy].settings(), key=lambda s: not s.main)  # main ones first, four a row
+    run_modalities = modalities.of(cache.manifest(parent).get("config"))
     texts = {}
-    with st.form("mitigate"):  # the strategy's settings, main ones first, four a row
-        for opt, col in zip(own, [c for _ in range(0, len(own), 4) for c in st.columns(4)]):
-            label, helptext = LABELS.get(opt, opt.replace("_", " ").capitalize()), OPTIONS[opt].help
-            key, default = f"mit_{strategy}_{opt}", as_text(getattr(defaults, opt), opt)
-            texts[opt] = (col.selectbox(label, choices[opt], index=choices[opt].index(default), key=key, help=helptext)
-                          if opt in choices else col.text_input(label, default, key=key, help=helptext))
+    with st.form("mitigate"):
+        for setting, col in zip(settings, [c for _ in range(0, len(settings), 4) for c in st.columns(4)]):
+            texts[setting.name] = setting_field(col, strategy, setting, run_modalities)
         name = st.text_input("Run name (optional)", key="mit_name", placeholder="default: PARENT.STRATEGY-SETTINGS")
         st.form_submit_button("Start mitigation", type="primary", icon=":material/play_arrow:", key="mit_start",
-                              on_click=flag, args=("_start_mitigation",), disabled=review.readonly())
+                              on_click=flag, args=("_start_mitigation",), disabled=review_mode.readonly())
     if not st.session_state.pop("_start_mitigation", False):
         return
     try:
-        review.refuse_if_readonly("start a mitigation")
-        values = {}
-        for opt, text in texts.items():
-            try:
-                values[opt] = parse_option(opt, text)
-            except DataError as exc:
-                raise DataError(str(exc).replace("--" + opt.replace("_", "-"), LABELS.get(opt, opt))) from None
-        options = {k: v for k, v in values.items() if v != getattr(defaults, k)}  # the flags a user would type
-        precheck(parent, strategy, mitigate.make_params(strategy, **options))
+        review_mode.refuse_if_readonly("start a mitigation")
+        values = {s.name: s.parse(texts[s.name], flag=s.label) for s in settings}
+        defaults = {s.name: s.default for s in settings}
+        if values.get("modalities") is not None and set(values["modalities"]) == set(run_modalities):
+            values["modalities"] = defaults["modalities"]  # all of them: the default, as a user would leave it
+        options = {k: v for k, v in values.items() if v != defaults[k]}  # the flags a user would type
         new, proc = jobs.start_mitigation(root, parent, strategy, options, name.strip() or None)
     except (DataError, OSError) as exc:  # MitigationError and RunError are DataErrors
         st.error(str(exc), icon=":material/error:")
@@ -290,15 +249,15 @@ def mitigation_form(complete: list[str]) -> None:
 
 
 def mitigation_section(table) -> None:
-    """Derive a run from a complete one (noise, captions, removal or regroup)."""
+    """Derive a run from a complete one with any registered strategy."""
     st.subheader("Mitigate a run")
     complete = table.loc[table["status"] == "complete", "name"].tolist() if not table.empty else []
     if not complete:
         st.caption("Needs a complete run.")
         return
-    # on_change="rerun": the form, and torch with multimem.mitigate, load only once it is opened (a page view
-    # imports no torch); it stays open for the rest of the session
-    box = st.expander("Derive a run from a complete one: noise, captions, removal or regroup (docs/mitigation.md)",
+    # on_change="rerun": the form is drawn only once it is opened; it stays open for the rest of the session
+    names = list(strategies.strategies())
+    box = st.expander(f"Derive a run from a complete one: {', '.join(names[:-1])} or {names[-1]} (docs/mitigation.md)",
                       key="mit_open", on_change="rerun", icon=":material/healing:")
     if box.open:
         with box:
@@ -323,11 +282,11 @@ def score_pair_section() -> None:
                "normalisation range, so the score sits on the same scale as the run's table.")
     with st.form("score_pair"):
         upload = st.file_uploader("Image", type=["png", "jpg", "jpeg", "webp", "gif", "bmp"],
-                                  disabled=review.readonly())
-        caption = st.text_input("Caption", max_chars=300, disabled=review.readonly())
+                                  disabled=review_mode.readonly())
+        caption = st.text_input("Caption", max_chars=300, disabled=review_mode.readonly())
         st.form_submit_button("Score", icon=":material/calculate:", on_click=flag, args=("_score_pair",),
-                              disabled=review.readonly())
-    if st.session_state.pop("_score_pair", False) and not review.readonly():
+                              disabled=review_mode.readonly())
+    if st.session_state.pop("_score_pair", False) and not review_mode.readonly():
         if upload is None or not caption.strip():
             st.warning("Give an image and a caption.")
         else:

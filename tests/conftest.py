@@ -15,9 +15,9 @@ REPO = Path(__file__).resolve().parents[1]
 def app_runs(tmp_path_factory) -> Path:
     """A runs root holding 'demo' (a real fast run: trained, scored, evaluated, indexed) and 'halved', a copy
     whose candidates' raw scores are halved, so Compare has a second run with a known change (-50%)."""
-    from multimem import presets
-    from multimem.pipeline import execute
-    from multimem.runs import Run
+    from multimem.pipeline import presets
+    from multimem.pipeline.stages import execute
+    from multimem.store.runs import Run
 
     root = tmp_path_factory.mktemp("runs")
     execute(Run(root, "demo"), presets.demo(fast=True))
@@ -36,7 +36,7 @@ def app_runs(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def demo_tables(app_runs):
     """(manifest, samples, scores) of the 'demo' run."""
-    from multimem.runs import Run
+    from multimem.store.runs import Run
 
     run = Run(app_runs, "demo")
     return run.manifest(), run.samples(), run.scores()

@@ -14,9 +14,9 @@ from streamlit.testing.v1 import AppTest
 
 from multimem.app import select, views
 from multimem.app.region import Region
-from multimem.images import open_image
-from multimem.index import NeighbourIndex
-from multimem.ondemand import Scorer
+from multimem.data.images import open_image
+from multimem.engine.index import NeighbourIndex
+from multimem.engine.pair_score import Scorer
 
 from app_helpers import APP, TIMEOUT, open_app
 
@@ -249,8 +249,8 @@ def own_demo(app_runs, tmp_path) -> Path:
 
 
 def test_mitigation_form_lists_the_strategies_and_shows_noise_by_default(app_runs, monkeypatch):
-    from multimem import mitigate
-    from multimem.strategy_options import OPTIONS
+    from multimem.mitigation import noise, removal
+    from multimem.mitigation.base import options
 
     closed = runs_page(app_runs, monkeypatch)
     assert any(e.label.startswith("Derive a run") for e in closed.expander)
@@ -258,19 +258,19 @@ def test_mitigation_form_lists_the_strategies_and_shows_noise_by_default(app_run
 
     at = runs_page(app_runs, monkeypatch, mit_open=True)
     strategy = at.radio(key="mit_strategy")
-    assert strategy.options == ["noise", "captions", "removal", "regroup"] and strategy.value == "noise"
+    assert strategy.options == ["noise", "captions", "removal", "regroup", "reseed"] and strategy.value == "noise"
     assert "Gaussian noise" in strategy.proto.captions[0] and "fine-tune f" in strategy.proto.captions[2]
     assert at.selectbox(key="mit_parent").options == ["demo", "halved"]  # complete runs
-    assert at.text_input(key="mit_noise_std").value == f"{mitigate.NoiseParams().std:g}" == "0.1"
-    assert at.selectbox(key="mit_noise_modalities").value == "both"
-    assert at.selectbox(key="mit_noise_noise_space").value == mitigate.NoiseParams().noise_space
-    assert at.text_input(key="mit_noise_std").help == OPTIONS["std"].help
+    assert at.text_input(key="mit_noise_std").value == f"{noise.NoiseParams().std:g}" == "0.1"
+    assert at.selectbox(key="mit_noise_modalities").value == "all"
+    assert at.selectbox(key="mit_noise_noise_space").value == noise.NoiseParams().noise_space
+    assert at.text_input(key="mit_noise_std").help == options()["std"].help
     assert not [t for t in at.text_input if t.key and t.key.startswith("mit_removal_")]
 
     strategy.set_value("removal").run(timeout=TIMEOUT)
-    d = mitigate.RemovalParams()
+    d = removal.RemovalParams()
     assert at.text_input(key="mit_removal_n").value == str(d.n)
-    assert at.selectbox(key="mit_removal_ranking").options == list(mitigate.RANKINGS)
+    assert at.selectbox(key="mit_removal_ranking").options == list(removal.RANKINGS)
     assert at.selectbox(key="mit_removal_pool").value == d.pool
     assert at.text_input(key="mit_removal_finetune_epochs").value == str(d.finetune_epochs)
     assert at.text_input(key="mit_removal_folds").value == str(d.folds)  # the multimem-kfold ranking's K
@@ -292,12 +292,12 @@ def test_mitigation_bad_values_give_a_message_and_start_nothing(own_demo, monkey
 
     assert "Noise σ (std) must be a number, got 'abc'" in start(mit_noise_std="abc")
     assert "noise std must be a number in (0, 10]" in start(mit_noise_std="0")
-    assert "a run named 'demo' already exists" in start(mit_noise_std="0.1", mit_name="demo")
+    assert "a name other than its parent's" in start(mit_noise_std="0.1", mit_name="demo")
     at.text_input(key="mit_name").set_value("")
     at.radio(key="mit_strategy").set_value("regroup").run(timeout=TIMEOUT)
-    assert "never rescores: demo trains 2 epochs" in start()  # the fast demo: checked before a job starts
+    assert "never rescores: the parent trains 2 epochs" in start()  # the fast demo: checked before a job starts
     at.radio(key="mit_strategy").set_value("captions").run(timeout=TIMEOUT)
-    assert "demo already trains that way" in start()  # all captions: what the parent did
+    assert "'demo' already trains that way" in start()  # all captions: what the parent did
     assert "a whole number or 'all'" in start(mit_captions_captions_per_image="1.5")
     at.radio(key="mit_strategy").set_value("removal").run(timeout=TIMEOUT)
     assert "cannot remove 100000 samples" in start(mit_removal_n="100000").lower()
@@ -307,7 +307,7 @@ def test_mitigation_bad_values_give_a_message_and_start_nothing(own_demo, monkey
 
 def test_starting_a_noise_mitigation_makes_a_run_derived_from_demo(own_demo, monkeypatch):
     from multimem.app import cache
-    from multimem.runs import Run
+    from multimem.store.runs import Run
 
     name = "demo.noise-image-0.05"
     at = runs_page(own_demo, monkeypatch, mit_open=True)

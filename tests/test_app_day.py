@@ -14,8 +14,8 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from multimem import jobs
-from multimem.runs import Run
-from multimem.sources.base import DataError
+from multimem.store.runs import Run
+from multimem.data.sources.base import DataError
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 TIMEOUT = 60
@@ -221,7 +221,7 @@ def test_cards_open_their_sample_inside_the_app(app_runs, monkeypatch):
 # ---------------------------------------------------------------- 3. curation lists
 
 def test_tagging_from_cards_makes_a_list_in_the_run_folder_and_filters_browse(own_demo, monkeypatch):
-    from multimem import curation
+    from multimem.store import lists
 
     at = page(own_demo, monkeypatch, "browse", run="demo", list="keep")
     boxes = [c for c in at.checkbox if c.key and c.key.startswith("tag_")]
@@ -239,42 +239,42 @@ def test_tagging_from_cards_makes_a_list_in_the_run_folder_and_filters_browse(ow
     again = page(own_demo, monkeypatch, "browse", run="demo", list="keep", only="1")
     assert sorted(c.key[4:] for c in again.checkbox if c.key and c.key.startswith("tag_")) == sorted([first, third])
     assert all(c.value for c in again.checkbox if c.key and c.key.startswith("tag_"))
-    assert curation.list_names(own_demo, "demo") == ["keep"]
+    assert lists.list_names(own_demo, "demo") == ["keep"]
     next(c for c in again.checkbox if c.key == f"tag_{first}").uncheck().run(timeout=TIMEOUT)
-    assert curation.read_list(own_demo, "demo", "keep") == [third]
+    assert lists.read_list(own_demo, "demo", "keep") == [third]
 
 
 def test_list_names_ids_exports_and_id_files(own_demo, tmp_path, demo_tables):
-    from multimem import curation
+    from multimem.store import lists
 
     _, _, scores = demo_tables
     ids = scores.loc[scores.subset == "candidate", "id"].head(3).tolist()
     for bad in ("../x", "", "a/b", ".hidden", "x" * 65):
-        with pytest.raises(curation.ListError):
-            curation.add_to_list(own_demo, "demo", bad, ids)
-    with pytest.raises(curation.ListError, match="'nope' is not a sample of run 'demo'"):
-        curation.add_to_list(own_demo, "demo", "mine", ["nope"])
-    assert curation.add_to_list(own_demo, "demo", "mine", ids + ids[:1]) == ids  # order kept, no repeats
-    table = curation.export_table(scores, curation.read_list(own_demo, "demo", "mine"))
+        with pytest.raises(lists.ListError):
+            lists.add_to_list(own_demo, "demo", bad, ids)
+    with pytest.raises(lists.ListError, match="'nope' is not a sample of run 'demo'"):
+        lists.add_to_list(own_demo, "demo", "mine", ["nope"])
+    assert lists.add_to_list(own_demo, "demo", "mine", ids + ids[:1]) == ids  # order kept, no repeats
+    table = lists.export_table(scores, lists.read_list(own_demo, "demo", "mine"))
     assert table["id"].tolist() == ids
     assert {"id", "caption", "captions", "image_ref", "multimem", "multimem_raw", "cmc_f", "cmc_g"} <= set(table)
-    assert pd.read_csv(__import__("io").BytesIO(curation.to_csv_bytes(table)))["id"].tolist() == ids
-    assert pd.read_parquet(__import__("io").BytesIO(curation.to_parquet_bytes(table)))["id"].tolist() == ids
+    assert pd.read_csv(__import__("io").BytesIO(lists.to_csv_bytes(table)))["id"].tolist() == ids
+    assert pd.read_parquet(__import__("io").BytesIO(lists.to_parquet_bytes(table)))["id"].tolist() == ids
     (tmp_path / "a.txt").write_text("\n".join(ids) + "\n\n")
     pd.DataFrame({"id": ids, "x": 1}).to_csv(tmp_path / "a.csv", index=False)
     pd.DataFrame({"id": ids}).to_parquet(tmp_path / "a.parquet")
     for f in ("a.txt", "a.csv", "a.parquet"):
-        assert curation.read_ids(tmp_path / f) == ids
-    assert curation.read_ids(curation.list_path(own_demo, "demo", "mine")) == ids
+        assert lists.read_ids(tmp_path / f) == ids
+    assert lists.read_ids(lists.list_path(own_demo, "demo", "mine")) == ids
     pd.DataFrame({"key": ids}).to_csv(tmp_path / "b.csv", index=False)
-    with pytest.raises(curation.ListError, match="no 'id' column"):
-        curation.read_ids(tmp_path / "b.csv")
-    opts = curation.removal_options(own_demo, "demo", "mine")
+    with pytest.raises(lists.ListError, match="no 'id' column"):
+        lists.read_ids(tmp_path / "b.csv")
+    opts = lists.removal_options(own_demo, "demo", "mine")
     assert opts["ranking"] == "ids" and opts["n"] == 3 and opts["pool"] == "candidate"
     indep = scores.loc[scores.subset == "independent", "id"].iloc[0]
-    curation.add_to_list(own_demo, "demo", "mine", [indep])
-    with pytest.raises(curation.ListError, match="never trained on"):
-        curation.removal_options(own_demo, "demo", "mine")
+    lists.add_to_list(own_demo, "demo", "mine", [indep])
+    with pytest.raises(lists.ListError, match="never trained on"):
+        lists.removal_options(own_demo, "demo", "mine")
 
 
 def test_cli_removal_ranked_by_an_ids_file(own_demo, tmp_path, demo_tables, capsys):
@@ -302,8 +302,9 @@ def test_cli_removal_ranked_by_an_ids_file(own_demo, tmp_path, demo_tables, caps
 # ---------------------------------------------------------------- 4. review mode
 
 def test_review_mode_turns_off_every_write(own_demo, monkeypatch):
-    from multimem import curation, review
-    from multimem.runs import RunError
+    from multimem.store import review_mode
+    from multimem.store import lists
+    from multimem.store.runs import RunError
 
     monkeypatch.setenv("MULTIMEM_READONLY", "1")
     at = page(own_demo, monkeypatch, "browse", run="demo", list="keep")
@@ -318,14 +319,14 @@ def test_review_mode_turns_off_every_write(own_demo, monkeypatch):
     assert len(writers) == 3 and all(b.disabled for b in writers)
     assert all(u.disabled for u in runs.get("file_uploader"))
     # the library refuses as well, whatever a page draws
-    for call in (lambda: curation.add_to_list(own_demo, "demo", "keep", ["x"]),
-                 lambda: curation.delete_list(own_demo, "demo", "keep"),
+    for call in (lambda: lists.add_to_list(own_demo, "demo", "keep", ["x"]),
+                 lambda: lists.delete_list(own_demo, "demo", "keep"),
                  lambda: jobs.start(jobs.JobRequest(name="x"), own_demo),
                  lambda: jobs.validate(jobs.JobRequest(name="x"), own_demo),
                  lambda: jobs.cancel(own_demo, "demo")):
-        with pytest.raises(review.ReadOnlyError, match="review mode"):
+        with pytest.raises(review_mode.ReadOnlyError, match="review mode"):
             call()
-    assert isinstance(review.ReadOnlyError("x"), RunError)
+    assert isinstance(review_mode.ReadOnlyError("x"), RunError)
     assert sorted(p.name for p in own_demo.iterdir()) == ["demo"] and not (own_demo / "demo" / "lists").exists()
 
 

@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from multimem import cli
 from multimem.app import cache, views
-from multimem.runs import Run, list_runs
+from multimem.store.runs import Run, list_runs
 
 from app_helpers import open_app
 

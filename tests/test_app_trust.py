@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from multimem import index, summary
+from multimem import summary
 from multimem.app import compare, explain, select, views
+from multimem.engine import index
 
 from app_helpers import TIMEOUT, open_app
 OFFSET = 0.05  # added to every S_S raw score of 'offset': a model-level offset far above the S_C − S_S gap

@@ -104,7 +104,7 @@ def screenshot(page, name: str) -> Path:
 
 
 def test_deep_link_to_a_sample_shows_image_caption_and_neighbours(server, browser, demo_tables, app_runs):
-    from multimem.index import NeighbourIndex
+    from multimem.engine.index import NeighbourIndex
 
     _, samples, scores = demo_tables
     row = scores[(scores.subset == "candidate") & scores.injected].iloc[0]
@@ -185,7 +185,7 @@ def test_tag_list_export_round_trip_and_keyboard_opening(server, browser, app_ru
     inside the same browser session (no page load)."""
     import pandas as pd
 
-    from multimem import curation
+    from multimem.store import lists
 
     name = f"rt{int(time.time() * 1000) % 10_000_000}"  # the session's shared runs: a list of its own
     page = browser.new_page(viewport={"width": 1400, "height": 900}, accept_downloads=True)
@@ -201,7 +201,7 @@ def test_tag_list_export_round_trip_and_keyboard_opening(server, browser, app_ru
             boxes.nth(i).check(force=True)
             page.wait_for_timeout(500)
             settle(page, BROWSE_CARD)
-        tagged = curation.read_list(app_runs, "demo", name)
+        tagged = lists.read_list(app_runs, "demo", name)
         assert len(tagged) == 2
         page.get_by_text("Only this list").click()
         page.wait_for_function("() => location.search.includes('only=1')", timeout=60_000)
@@ -224,7 +224,7 @@ def test_tag_list_export_round_trip_and_keyboard_opening(server, browser, app_ru
         assert any(f"id={i}" in page.url for i in tagged)
     finally:
         page.close()
-        curation.list_path(app_runs, "demo", name).unlink(missing_ok=True)
+        lists.list_path(app_runs, "demo", name).unlink(missing_ok=True)
 
 
 def test_downloaded_report_renders_offline(server, browser, tmp_path):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from multimem import cli
-from multimem.runs import Run
+from multimem.store.runs import Run
 
 
 def test_two_processes_score_like_one(tmp_path):

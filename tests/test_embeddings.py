@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from multimem.embeddings import KEYS, EmbeddingParts, assemble
+from multimem.engine.embeddings import EmbeddingParts, assemble, keys
+
+KEYS = keys()  # an image-text run's: f_image, f_text, g_image, g_text
 
 
 def _write(folder, n, shares, d=3):

@@ -9,11 +9,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from multimem import jobs, ondemand, summary
+from multimem import jobs, summary
+from multimem.engine import pair_score
 from multimem.app import cards, columns, compare, explain, figures, select, views
 from multimem.app.region import Region
 from multimem.app.views import BrowseView
-from multimem.images import open_image
+from multimem.data.images import open_image
 
 
 def table(n: int = 40, seed: int = 0) -> pd.DataFrame:
@@ -280,10 +281,11 @@ def test_job_command_is_an_argument_list_with_the_options_set(tmp_path):
 
 
 def test_jobs_know_the_pipeline_without_importing_it():
-    from multimem import models, pipeline
+    from multimem.model import factory
+    from multimem.pipeline import stages
 
-    assert jobs.STAGES == pipeline.STAGES
-    assert jobs.shipped_models() == models.shipped_models()
+    assert jobs.STAGES == stages.STAGES
+    assert jobs.shipped_models() == factory.shipped_models()
 
 
 def test_job_state_reads_the_manifest_and_exit_code(tmp_path):
@@ -298,10 +300,10 @@ def test_job_state_reads_the_manifest_and_exit_code(tmp_path):
 
 @pytest.fixture(scope="module")
 def scorer(app_runs):
-    from multimem.runs import Run
+    from multimem.store.runs import Run
 
     run = Run(app_runs, "demo")
-    return ondemand.Scorer.from_run_dir(run.dir, run.manifest(), run.samples()), run
+    return pair_score.Scorer.from_run_dir(run.dir, run.manifest(), run.samples()), run
 
 
 def test_ondemand_reproduces_the_runs_own_scores(scorer):
@@ -334,12 +336,12 @@ def test_view_draws_match_the_engines_draws():
     """The views of row r of n equal what score.embed_views draws for the whole data set, then slices."""
     import torch
 
-    from multimem import augment
-    from multimem.score import MetricConfig
+    from multimem.model import augment
+    from multimem.engine.score import MetricConfig
 
     cfg = MetricConfig(augmentations=3, seed=4)
     counts = torch.tensor([1, 3, 2, 4])
-    params, choices = ondemand.view_draws(cfg, int(counts[2]), n_all=4, row=2)
+    params, choices = pair_score.view_draws(cfg, int(counts[2]), n_all=4, row=2)
     for a in range(3):
         gen = augment.generator(cfg.seed, 7_000_000 + a)
         assert torch.equal(params[a], augment.draw_view_params(4, gen, cfg.augment)[2])

@@ -7,12 +7,14 @@ import pandas as pd
 import pytest
 import tarfile
 
-from multimem import models, presets
-from multimem.external import export_split, import_checkpoints
-from multimem.pipeline import RunConfig, execute
-from multimem.runs import Run
-from multimem.staging import swap_in
-from multimem.sources.base import DataError
+from multimem.model import factory
+from multimem.pipeline import presets
+from multimem.interop.openclip_train import export_split, import_checkpoints
+from multimem.pipeline.config import RunConfig
+from multimem.pipeline.stages import execute
+from multimem.store.runs import Run
+from multimem.store.staging import swap_in
+from multimem.data.sources.base import DataError
 
 
 def small_config():
@@ -39,7 +41,7 @@ def test_export_csv_and_wds_lists_match_the_split(split_run, tmp_path):
     assert list(f.columns[:2]) == ["filepath", "title"]
     commands = (tmp_path / "csv" / "COMMANDS.md").read_text()
     assert "torchrun --nproc_per_node" in commands and "srun" in commands and "local-dir:" in commands
-    assert models.model_config(f"local-dir:{tmp_path / 'csv' / 'model'}")["text_cfg"]["vocab_size"] == 49408
+    assert factory.model_config(f"local-dir:{tmp_path / 'csv' / 'model'}")["text_cfg"]["vocab_size"] == 49408
     shards = export_split(split_run, "wds", tmp_path / "wds", all_captions=False, per_shard=50)["f"]
     names = [m for s in shards for m in tarfile.open(s).getnames()]
     assert sum(n.endswith(".txt") for n in names) == sum(n.endswith(".png") for n in names) == len(set(f["id"]))
@@ -70,13 +72,13 @@ def test_open_clip_train_checkpoints_score_as_a_run(split_run, tmp_path):
 
 
 def test_checkpoint_of_another_architecture_is_a_clear_error(tmp_path):
-    from multimem.tokenizer import CompactTokenizer
+    from multimem.model.tokenizer import CompactTokenizer
 
-    small = models.create("mm-small", seed=0)
+    small = factory.create("mm-small", seed=0)
     path = tmp_path / "small.pt"
-    models.save_checkpoint(path, small, "mm-small", CompactTokenizer("mm-small", 24, None))
+    factory.save_checkpoint(path, small, "mm-small", CompactTokenizer("mm-small", 24, None))
     with pytest.raises(DataError, match=r"small.pt does not fit model 'mm-tiny'"):
-        models.load_model(path, "mm-tiny")
+        factory.load_model(path, "mm-tiny")
 
 
 def test_cli_split_export_and_import(tmp_path, capsys):
@@ -90,11 +92,11 @@ def test_cli_split_export_and_import(tmp_path, capsys):
     assert cli.main(["export-split", "big", "--format", "csv", "--out", str(tmp_path / "out"), *root]) == 0
     assert "local-dir:" in capsys.readouterr().out
     # two models of the exported architecture stand in for open_clip_train's output (trained in the test above)
-    from multimem.tokenizer import CompactTokenizer
+    from multimem.model.tokenizer import CompactTokenizer
 
     name = f"local-dir:{tmp_path / 'out' / 'model'}"
     for tag, seed in (("f", 0), ("g", 1)):
-        models.save_checkpoint(tmp_path / f"{tag}.pt", models.create(name, seed=seed), name,
+        factory.save_checkpoint(tmp_path / f"{tag}.pt", factory.create(name, seed=seed), name,
                                CompactTokenizer(name, 24, None))
     assert cli.main(["score", "big", "--model", name, "--f-checkpoint", str(tmp_path / "f.pt"),
                      "--g-checkpoint", str(tmp_path / "g.pt"), *root]) == 0

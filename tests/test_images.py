@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from multimem import images
+from multimem.data import images
 
 
 def png(img: Image.Image, fmt="PNG") -> bytes:

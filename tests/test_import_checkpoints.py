@@ -7,9 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from multimem import cli, presets
-from multimem.pipeline import execute
-from multimem.runs import Run
+from multimem import cli
+from multimem.pipeline import presets
+from multimem.pipeline.stages import execute
+from multimem.store.runs import Run
 
 
 def config(epochs: int):
@@ -62,7 +63,7 @@ def test_own_checkpoints_import_with_their_token_map(two_runs, capsys):
 
 
 def test_failed_import_leaves_the_finished_run_as_it_was(two_runs, monkeypatch):
-    from multimem import pipeline
+    from multimem.pipeline import stages
 
     a, b = Run(two_runs, "a"), Run(two_runs, "b")
     before = snapshot(a)
@@ -71,7 +72,7 @@ def test_failed_import_leaves_the_finished_run_as_it_was(two_runs, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("the machine went away")
 
-    monkeypatch.setattr(pipeline, "score_stage", broken)
+    monkeypatch.setattr(stages, "score_stage", broken)
     args = score_args(two_runs, b.path("checkpoints", "f.pt"), b.path("checkpoints", "g.pt"))
     with pytest.raises(RuntimeError):
         cli.main(args)

@@ -1,6 +1,6 @@
 import numpy as np
 
-from multimem import index
+from multimem.engine import index
 
 
 def unit(n, d, seed=0):

@@ -1,5 +1,5 @@
-"""Imports go one way: no cycles between the project's modules (imports inside functions included), and the
-dashboard's pages import neither torch nor the command line."""
+"""Imports go one way: no cycles between the project's modules (imports inside functions included), no import up
+the layering of the package (README, Layout), and the dashboard's pages import neither torch nor the command line."""
 import ast
 import subprocess
 import sys
@@ -79,6 +79,79 @@ def cycles(g: dict[str, set[str]]) -> list[list[str]]:
         if v not in index:
             visit(v)
     return out
+
+
+# the layers, lowest first: a module may import its own layer and the ones below
+LAYERS = {
+    "multimem.errors": 0, "multimem.config": 0, "multimem.modalities": 0,
+    "multimem.metric": 1, "multimem.summary": 1, "multimem.store": 1,
+    "multimem.data": 2, "multimem.model": 2,
+    "multimem.engine": 3,
+    "multimem.pipeline": 4,
+    "multimem.mitigation": 5,
+    "multimem.jobs": 6, "multimem.preflight": 6, "multimem.interop": 6, "multimem.cli": 6, "multimem.__main__": 6,
+}
+# the dashboard reads runs and starts jobs; it trains and scores nothing itself
+APP_MAY_IMPORT = ("multimem.errors", "multimem.config", "multimem.modalities", "multimem.summary", "multimem.store",
+                  "multimem.jobs", "multimem.mitigation", "multimem.data.splits", "multimem.data.images",
+                  "multimem.app")
+APP_LAZY = {"multimem.app.cache": ("multimem.engine.index", "multimem.engine.pair_score")}  # cached loaders
+
+
+def is_shim(name: str) -> bool:
+    """An old module path kept for one release (it only re-exports its new home)."""
+    path = REPO / (name.replace(".", "/") + ".py")
+    if not path.exists():
+        path = REPO / name.replace(".", "/") / "__init__.py"
+    return path.exists() and path.read_text(encoding="utf-8").startswith('"""Moved to')
+
+
+def layer_of(name: str) -> int | None:
+    while name:
+        if name in LAYERS:
+            return LAYERS[name]
+        name = name.rpartition(".")[0]
+    return None
+
+
+def is_app(name: str) -> bool:
+    return name in ("app",) or name.startswith(("pages.", "multimem.app"))
+
+
+def test_no_import_goes_up_the_layers():
+    g = graph()
+    wrong = []
+    for name, deps in g.items():
+        if is_shim(name):
+            continue
+        for dep in deps:
+            if is_shim(dep):
+                wrong.append(f"{name} imports {dep}, an old path: import its new home")
+            elif is_app(name):
+                if not (dep == "multimem" or dep.startswith(APP_MAY_IMPORT) or dep in APP_LAZY.get(name, ())):
+                    wrong.append(f"{name} (dashboard) imports {dep}")
+            elif is_app(dep):
+                wrong.append(f"{name} imports the dashboard's {dep}")
+            elif layer_of(name) is not None and layer_of(dep) is not None and layer_of(dep) > layer_of(name):
+                wrong.append(f"{name} (layer {layer_of(name)}) imports {dep} (layer {layer_of(dep)})")
+    assert wrong == []
+
+
+def test_every_module_has_a_layer():
+    assert [n for n in graph() if n.startswith("multimem") and not is_app(n) and not is_shim(n)
+            and n != "multimem" and layer_of(n) is None] == []
+
+
+def test_the_run_store_and_the_strategy_metadata_load_without_torch():
+    code = ("import sys, importlib\n"
+            "for m in ['multimem.store.runs', 'multimem.store.layout', 'multimem.store.lists', 'multimem.summary', "
+            "'multimem.modalities', 'multimem.mitigation.base', 'multimem.jobs']:\n"
+            "    importlib.import_module(m)\n"
+            "from multimem.mitigation import base\n"
+            "base.strategies(); base.options()\n"
+            "print('torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_no_import_cycles():

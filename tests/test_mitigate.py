@@ -7,13 +7,16 @@ import pandas as pd
 import pytest
 import torch
 
-from multimem import cli, jobs, mitigate, models
-from multimem import train as train_mod
-from multimem.dataset import build
-from multimem.runs import Run, list_runs
-from multimem.sources.twemoji import TwemojiSource
-from multimem.splits import CANDIDATE, EXTRA, INDEPENDENT, SHARED, TRAIN_F, SplitSizes
-from multimem.train import Regrouping, TrainConfig, caption_counts, contrastive_loss, drop_tokens, plan_batches
+from multimem import cli, jobs
+from multimem.errors import MitigationError
+from multimem.mitigation import base, derive, kfold
+from multimem.model import factory
+from multimem.engine import train as train_mod
+from multimem.data.dataset import build
+from multimem.store.runs import Run, list_runs
+from multimem.data.sources.twemoji import TwemojiSource
+from multimem.data.splits import CANDIDATE, EXTRA, INDEPENDENT, SHARED, TRAIN_F, SplitSizes
+from multimem.engine.train import Regrouping, TrainConfig, caption_counts, contrastive_loss, drop_tokens, plan_batches
 
 DERIVED = {
     "noise": ["--strategy", "noise", "--std", "0.1", "--modalities", "both"],
@@ -37,7 +40,7 @@ def root(tmp_path_factory):
 @pytest.fixture(scope="module")
 def data():
     d = build(TwemojiSource(limit=160), SplitSizes(candidate=20, extra=20), 0, 0.0, 0, 48, workers=2)
-    d.tokenize(models.fit_tokenizer("mm-tiny", [c for p in d.pairs for c in p.captions]))
+    d.tokenize(factory.fit_tokenizer("mm-tiny", [c for p in d.pairs for c in p.captions]))
     return d
 
 
@@ -116,7 +119,7 @@ def test_noise_reaches_only_the_chosen_modalities_in_the_training_step(data, tmp
         return out
 
     monkeypatch.setattr(train_mod, "add_feature_noise", spy)
-    tok = models.fit_tokenizer("mm-tiny", [c for p in data.pairs for c in p.captions])
+    tok = factory.fit_tokenizer("mm-tiny", [c for p in data.pairs for c in p.captions])
     cfg = TrainConfig(epochs=1, batch_size=32, feature_noise=noise, feature_noise_space=space)
     train_mod.train(data, data.rows(*TRAIN_F), "mm-tiny", tok, cfg, tmp_path / "w")
     assert RecordingLoss.seen and len(calls) == len(RecordingLoss.seen)
@@ -140,10 +143,10 @@ def test_noise_reaches_only_the_chosen_modalities_in_the_training_step(data, tmp
 
 
 def test_contrastive_step_noises_chosen_embeddings_by_sigma(data):
-    tok = models.fit_tokenizer("mm-tiny", [c for p in data.pairs for c in p.captions])
-    model = models.create("mm-tiny", seed=0)
-    mean, std, size = models.image_norm(model)
-    from multimem import augment
+    tok = factory.fit_tokenizer("mm-tiny", [c for p in data.pairs for c in p.captions])
+    model = factory.create("mm-tiny", seed=0)
+    mean, std, size = factory.image_norm(model)
+    from multimem.model import augment
 
     rows = torch.as_tensor(data.rows(*TRAIN_F)[:32])
     x = augment.normalise(augment.clean_view(data.images[rows], size), mean, std)
@@ -180,7 +183,7 @@ def test_caption_draw_uses_only_the_first_k_captions(data, tmp_path, monkeypatch
         return original(self, batch, choice)
 
     monkeypatch.setattr(type(data), "caption_tokens", spy)
-    tok = models.fit_tokenizer("mm-tiny", [c for p in data.pairs for c in p.captions])
+    tok = factory.fit_tokenizer("mm-tiny", [c for p in data.pairs for c in p.captions])
     for k, expect_max in ((1, 0), (None, None)):
         seen.clear()
         train_mod.train(data, data.rows(*TRAIN_F), "mm-tiny", tok,
@@ -224,8 +227,8 @@ def test_removal_rows_passed_to_training_exclude_the_removed(root, monkeypatch):
         return real(data, rows, *a, **k)
 
     monkeypatch.setattr(train_mod, "train", spy)
-    params = mitigate.make_params("removal", n=15, ranking="cosine", pool="train", finetune_epochs=1)
-    m = mitigate.mitigate(root, "demo-fast", "removal", params)
+    params = base.make_params("removal", n=15, ranking="cosine", pool="train", finetune_epochs=1)
+    m = derive.mitigate(root, "demo-fast", "removal", params)
     run = Run(root, m["name"])
     ids, rows = calls[-1]
     trained = {ids[r] for r in rows}
@@ -245,17 +248,17 @@ def test_removal_rows_passed_to_training_exclude_the_removed(root, monkeypatch):
 
 
 def test_which_samples_can_be_ranked():
-    with pytest.raises(mitigate.MitigationError, match="only for S_C"):
-        mitigate.make_params("removal", ranking="multimem", pool="train")
+    with pytest.raises(MitigationError, match="only for S_C"):
+        base.make_params("removal", ranking="multimem", pool="train")
     for ranking in ("cosine", "random", "multimem-kfold"):
-        assert mitigate.make_params("removal", ranking=ranking, pool="train").pool == "train"
-    assert mitigate.make_params("removal", n=0).ranking == "none"  # fine-tune only: the control
+        assert base.make_params("removal", ranking=ranking, pool="train").pool == "train"
+    assert base.make_params("removal", n=0).ranking == "none"  # fine-tune only: the control
 
 
 # ------------------------------------------------------------------------------------------ K-fold + regroup
 
 def test_kfold_holds_every_sample_out_of_exactly_one_reference(data):
-    kf = mitigate.KFold(data, 3, seed=0)
+    kf = kfold.KFold(data, 3, seed=0)
     pool = set(data.rows(SHARED, CANDIDATE, INDEPENDENT).tolist())
     seen_by = {r: [j for j in range(3) if r in set(kf.train_rows(j).tolist())] for r in range(len(data))}
     for r in range(len(data)):
@@ -265,7 +268,7 @@ def test_kfold_holds_every_sample_out_of_exactly_one_reference(data):
             assert data.subset[r] == EXTRA and seen_by[r] == []
     sizes = np.bincount(kf.fold[kf.fold >= 0])
     assert sizes.max() - sizes.min() <= 1
-    with pytest.raises(mitigate.MitigationError):
+    with pytest.raises(MitigationError):
         kf.held_out_of(data.rows(EXTRA)[:1])
 
 
@@ -273,7 +276,7 @@ def test_regroup_references_saw_everything_but_their_fold(root):
     run = Run(root, NAMES["regroup"])
     samples = run.samples()
     u = set(np.flatnonzero(samples.subset.isin([SHARED, CANDIDATE, INDEPENDENT]).to_numpy()).tolist())
-    trained = [set(np.load(mitigate.reference_dir(run, j) / "rows.npy").tolist()) for j in range(2)]
+    trained = [set(np.load(kfold.reference_dir(run, j) / "rows.npy").tolist()) for j in range(2)]
     for r in range(len(samples)):
         count = sum(r in t for t in trained)
         assert count == (1 if r in u else 0)  # K = 2: seen by K − 1 = 1 reference, held out of the other
@@ -289,12 +292,12 @@ def test_regroup_references_saw_everything_but_their_fold(root):
 
 
 def test_reference_scorer_uses_the_reference_that_did_not_see_the_sample(data, monkeypatch):
-    kf = mitigate.KFold(data, 2, seed=0)
-    scorer = mitigate.ReferenceScorer.__new__(mitigate.ReferenceScorer)
+    kf = kfold.KFold(data, 2, seed=0)
+    scorer = kfold.ReferenceScorer.__new__(kfold.ReferenceScorer)
     scorer.data, scorer.kfold, scorer.held, scorer.mcfg = data, kf, data.rows(EXTRA), None
     scorer.reference = lambda j, epoch: f"ref{j}"
     value = {"model": 10.0, "ref0": 1.0, "ref1": 2.0}
-    monkeypatch.setattr(mitigate, "cmc_of", lambda model, d, rows, held, mcfg: np.full(len(rows), value[model]))
+    monkeypatch.setattr(kfold, "cmc_of", lambda model, d, rows, held, mcfg: np.full(len(rows), value[model]))
     rows = data.rows(*TRAIN_F)
     out = scorer(1, "model", rows)
     assert out == pytest.approx(10.0 - np.where(kf.fold[rows] == 0, 1.0, 2.0))
@@ -360,16 +363,16 @@ def test_sweep_value_equal_to_the_parent_reuses_it(root):
         (["mitigate", "--from", "demo-fast", "--strategy", "noise", "--std", "abc"], "--std must be a number"),
         (["mitigate", "--from", "demo-fast", "--strategy", "noise", "--std", "-1"], "noise std must be"),
         (["mitigate", "--from", "demo-fast", "--strategy", "noise", "--modalities", "audio"], "--modalities must be"),
-        (["mitigate", "--from", "demo-fast", "--strategy", "noise", "--noise-space", "pixels"], "noise space must be"),
+        (["mitigate", "--from", "demo-fast", "--strategy", "noise", "--noise-space", "pixels"], "--noise-space must be one of raw, normalised"),
         (["mitigate", "--from", "demo-fast", "--strategy", "noise", "--n", "5"], "--n do(es) not apply"),
         (["mitigate", "--from", "demo-fast", "--strategy", "removal", "--n", "500"], "cannot remove 500"),
         (["mitigate", "--from", "demo-fast", "--strategy", "removal", "--pool", "train"], "only for S_C"),
-        (["mitigate", "--from", "demo-fast", "--strategy", "removal", "--ranking", "loss"], "unknown ranking 'loss'"),
+        (["mitigate", "--from", "demo-fast", "--strategy", "removal", "--ranking", "loss"], "--ranking must be one of multimem, cosine"),
         (["mitigate", "--from", "demo-fast", "--strategy", "regroup", "--every", "5"], "never rescores"),
         (["mitigate", "--from", "demo-fast", "--strategy", "captions"], "nothing to derive"),
         (["sweep", "--from", "demo-fast", "--strategy", "noise", "--values", "0.1,x"], "--std must be a number"),
         (["sweep", "--from", "demo-fast", "--strategy", "noise", "--values", "0.1", "--rankings", "random"],
-         "--rankings applies to --strategy removal only"),
+         "--rankings applies to strategies with a ranking, not noise"),
         (["sweep", "--from", "demo-fast", "--strategy", "magic", "--values", "1"], "unknown strategy 'magic'"),
     ],
 )
@@ -394,5 +397,5 @@ def test_app_job_command_is_an_argument_list(root):
     assert argv == ["py", "-m", "multimem", "mitigate", "--from", "demo-fast", "--strategy", "noise", "--runs-root",
                     str(root), "--std", "0.05", "--modalities", "image"]
     assert cli.parser().parse_args(argv[3:]).std == "0.05"
-    with pytest.raises(mitigate.MitigationError, match="noise std"):
+    with pytest.raises(MitigationError, match="noise std"):
         jobs.start_mitigation(root, "demo-fast", "noise", {"std": -2})

@@ -7,9 +7,12 @@ import pandas as pd
 import pytest
 import torch
 
-from multimem import augment, cli, images, models
-from multimem.index import NeighbourIndex
-from multimem.runs import Run, list_runs
+from multimem import cli
+from multimem.model import augment
+from multimem.data import images
+from multimem.model import factory
+from multimem.engine.index import NeighbourIndex
+from multimem.store.runs import Run, list_runs
 
 
 @pytest.fixture(scope="module")
@@ -84,13 +87,13 @@ def test_neighbours_match_brute_force(run):
 
 
 def test_checkpoint_reloads_with_plain_open_clip(run):
-    models.register_configs()
+    factory.register_configs()
     plain = open_clip.create_model("mm-tiny", pretrained=str(run.path("checkpoints", "f.pt")))
     plain.eval()
     ckpt = torch.load(run.path("checkpoints", "f.pt"), weights_only=True)
     samples = run.samples()
     rows = [0, 5, 17]
-    mean, std, size = models.image_norm(plain)
+    mean, std, size = factory.image_norm(plain)
     store = size * 3 // 2  # as the pipeline decodes them
     x = torch.stack([images.to_tensor(images.open_image(samples.image_ref[r]), store) for r in rows])
     x = augment.normalise(augment.clean_view(x, size), mean, std)
@@ -110,7 +113,7 @@ def test_readme_preprocessing_reproduces_stored_embeddings_with_plain_open_clip(
     from PIL import Image
     from torchvision import transforms as T
 
-    models.register_configs()
+    factory.register_configs()
     model = open_clip.create_model("mm-tiny", pretrained=str(run.path("checkpoints", "f.pt"))).eval()
     cfg = open_clip.get_model_config("mm-tiny")
     size = cfg["vision_cfg"]["image_size"]
@@ -195,15 +198,17 @@ def test_score_stage_reports_progress_and_rewrites_the_same_embeddings(run, tmp_
     """Scoring reports samples embedded (for the Runs page) and embeds every sample once, in row order."""
     import shutil
 
-    from multimem import pipeline
+    from multimem.pipeline import stages
+    from multimem.pipeline import config as pipeline_config
+    from multimem.pipeline import data as pipeline_data
 
     shutil.copytree(run.dir, tmp_path / "copy")
     copy = Run(tmp_path, "copy")
     for key in ("f_image", "g_text"):
         copy.path("embeddings", f"{key}.npy").unlink()
-    cfg = pipeline.RunConfig.from_dict(copy.manifest()["config"])
-    data, _ = pipeline.prepare(copy, cfg)
-    data.tokenize(pipeline._tokenizer(copy, cfg, data))
+    cfg = pipeline_config.RunConfig.from_dict(copy.manifest()["config"])
+    data, _ = pipeline_data.prepare(copy, cfg)
+    data.tokenize(pipeline_data.tokenizer_for(copy, cfg, data))
     seen, report, writes = [], Run.report_progress, []
 
     def recording_report(self, progress):
@@ -213,7 +218,7 @@ def test_score_stage_reports_progress_and_rewrites_the_same_embeddings(run, tmp_
 
     monkeypatch.setattr(Run, "report_progress", recording_report)
     monkeypatch.setattr(Run, "write_manifest", lambda self, m, w=Run.write_manifest: (writes.append(1), w(self, m)))
-    pipeline.score_stage(copy, cfg, data)
+    stages.score_stage(copy, cfg, data)
     assert copy.progress() == seen[-1]  # in its own file; the manifest is written only when the stage ends
     assert len(writes) <= 3
     assert seen and seen[-1]["stage"] == "score" and seen[-1]["unit"] == "samples"
@@ -229,15 +234,18 @@ def test_index_stage_above_the_threshold_builds_ivf_and_records_its_recall(run, 
 
     import faiss
 
-    from multimem import index, pipeline
     from multimem.app import explain
+    from multimem.engine import index
+    from multimem.pipeline import stages
+    from multimem.pipeline import config as pipeline_config
+    from multimem.pipeline import data as pipeline_data
 
     shutil.copytree(run.dir, tmp_path / "copy")
     copy = Run(tmp_path, "copy")
-    cfg = pipeline.RunConfig.from_dict(copy.manifest()["config"])
-    data, _ = pipeline.prepare(copy, cfg)
+    cfg = pipeline_config.RunConfig.from_dict(copy.manifest()["config"])
+    data, _ = pipeline_data.prepare(copy, cfg)
     monkeypatch.setattr(index, "EXACT_MAX", 100)  # 260 training samples: above it
-    pipeline.index_stage(copy, data)
+    stages.index_stage(copy, data)
     m = copy.manifest()["index"]
     assert m["kind"] == "IndexIVFFlat" and not m["exact"] and m["vectors"] == 260 and m["nlist"] == int(4 * 260 ** 0.5)
     assert set(m["recall_at_10"]) == {"image", "text"} and all(0.5 < r <= 1 for r in m["recall_at_10"].values())
@@ -245,11 +253,11 @@ def test_index_stage_above_the_threshold_builds_ivf_and_records_its_recall(run, 
     assert "Approximate search over 260 training samples" in explain.index_note(m)
     assert explain.index_note(run.manifest()["index"]) == "Exact search over 260 training samples."
     # searching every list is exact search (up to ties at the 10th place); `multimem index RUN --nprobe K` records it
-    assert all(r >= 0.999 for r in pipeline.set_nprobe(copy, m["nlist"])["recall_at_10"].values())
+    assert all(r >= 0.999 for r in stages.set_nprobe(copy, m["nlist"])["recall_at_10"].values())
     assert cli.main(["index", "copy", "--nprobe", "1", "--runs-root", str(tmp_path)]) == 0
     one = copy.manifest()["index"]
     assert one["nprobe"] == 1 and all(r < 1.0 for r in one["recall_at_10"].values())
-    from multimem.index import NeighbourIndex
+    from multimem.engine.index import NeighbourIndex
 
     assert faiss.extract_index_ivf(NeighbourIndex.from_run_dir(copy.dir, 1).index["text"]).nprobe == 1
     assert cli.main(["index", "copy", "--nprobe", "0", "--runs-root", str(tmp_path)]) == 2

@@ -1,7 +1,7 @@
 """One image preprocessing: an augmented view with augmentation switched off is the clean view."""
 import torch
 
-from multimem import augment
+from multimem.model import augment
 
 
 def test_identity_view_is_the_clean_view():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from multimem import cli
-from multimem.runs import Run, RunError, check_name
+from multimem.store.runs import Run, RunError, check_name
 
 ARGS = ["demo", "--fast", "--epochs", "4", "--limit", "240", "--candidate", "30", "--extra", "40"]
 

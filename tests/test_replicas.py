@@ -4,9 +4,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from multimem import cli, presets
-from multimem.pipeline import execute
-from multimem.runs import Run
+from multimem import cli
+from multimem.pipeline import presets
+from multimem.pipeline.stages import execute
+from multimem.store.runs import Run
 
 
 def config(**changes):
@@ -50,11 +51,12 @@ def test_replicas_flag_and_its_check(tmp_path, capsys):
 
 
 def test_removal_fine_tunes_every_replica_and_compares_with_intervals(tmp_path):
-    from multimem import mitigate
+    from multimem.errors import MitigationError
+    from multimem.mitigation import base, derive
 
     parent = Run(tmp_path, "parent")
     execute(parent, config(replicas=2))
-    m = mitigate.mitigate(tmp_path, "parent", "removal", mitigate.make_params("removal", n=5, finetune_epochs=1))
+    m = derive.mitigate(tmp_path, "parent", "removal", base.make_params("removal", n=5, finetune_epochs=1))
     child = Run(tmp_path, m["name"])
     assert m["status"] == "complete" and m["metric"]["replicas"] == 2
     for k, name in enumerate(("g.pt", "g.r1.pt")):
@@ -64,8 +66,8 @@ def test_removal_fine_tunes_every_replica_and_compares_with_intervals(tmp_path):
     assert change["replicas"] == 2 and change["low"] <= change["estimate"] <= change["high"]
     hist = child.history()
     assert set(zip(hist["model"], hist["replica"])) == {("f", 0), ("f", 1), ("g", 0), ("g", 1)}
-    with pytest.raises(mitigate.MitigationError, match="cannot change that"):
-        mitigate.mitigate(tmp_path, "parent", "removal", mitigate.make_params("removal", n=5), replicas=3)
+    with pytest.raises(MitigationError, match="cannot change that"):
+        derive.mitigate(tmp_path, "parent", "removal", base.make_params("removal", n=5), replicas=3)
 
 
 def test_replicas_as_jobs_of_their_own_equal_one_job(tmp_path, capsys):

@@ -5,8 +5,8 @@ import tarfile
 import pytest
 from PIL import Image
 
-from multimem.images import open_image
-from multimem.sources import (
+from multimem.data.images import open_image
+from multimem.data.sources import (
     CocoSource,
     CsvSource,
     DataError,

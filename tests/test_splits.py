@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from multimem.dataset import inject_miscaptions
-from multimem.sources.base import DataError, Pair
-from multimem.splits import SplitSizes, make_split
+from multimem.data.dataset import inject_miscaptions
+from multimem.data.sources.base import DataError, Pair
+from multimem.data.splits import SplitSizes, make_split
 
 
 def ids(n):

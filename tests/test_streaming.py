@@ -2,12 +2,12 @@
 import numpy as np
 import torch
 
-from multimem import models
-from multimem.dataset import StreamedImages, build, image_batches
-from multimem.score import MetricConfig, score
-from multimem.sources.twemoji import TwemojiSource
-from multimem.splits import TRAIN_F, SplitSizes
-from multimem.train import TrainConfig, train
+from multimem.model import factory
+from multimem.data.dataset import StreamedImages, build, image_batches
+from multimem.engine.score import MetricConfig, score
+from multimem.data.sources.twemoji import TwemojiSource
+from multimem.data.splits import TRAIN_F, SplitSizes
+from multimem.engine.train import TrainConfig, train
 
 ARGS = (SplitSizes(candidate=20, extra=20), 0, 0.05, 0, 48)
 
@@ -19,10 +19,10 @@ def test_streamed_and_in_memory_scores_match():
     assert streamed.ids == memory.ids
     rows = torch.tensor([3, 1, 7])
     assert torch.equal(streamed.images[rows], memory.images[rows])
-    tok = models.fit_tokenizer("mm-tiny", [c for p in memory.pairs for c in p.captions])
+    tok = factory.fit_tokenizer("mm-tiny", [c for p in memory.pairs for c in p.captions])
     for d in (memory, streamed):
         d.tokenize(tok)
-    f, g = models.create("mm-tiny", seed=0).eval(), models.create("mm-tiny", seed=1).eval()
+    f, g = factory.create("mm-tiny", seed=0).eval(), factory.create("mm-tiny", seed=1).eval()
     cfg = MetricConfig(augmentations=2, heldout_size=20, batch_size=16)
     a, _ = score(f, g, memory, cfg)
     b, _ = score(f, g, streamed, cfg)
@@ -43,7 +43,7 @@ def test_streamed_training_matches_in_memory(tmp_path):
     memory = build(TwemojiSource(limit=120), *ARGS, workers=2)
     streamed = build(TwemojiSource(limit=120), *ARGS, workers=2, stream=True)
     streamed.workers = 1
-    tok = models.fit_tokenizer("mm-tiny", [c for p in memory.pairs for c in p.captions])
+    tok = factory.fit_tokenizer("mm-tiny", [c for p in memory.pairs for c in p.captions])
     cfg = TrainConfig(epochs=2, batch_size=16, seed=3)
     out = []
     for name, d in (("memory", memory), ("streamed", streamed)):

@@ -2,17 +2,17 @@
 import pytest
 import torch
 
-from multimem import models
-from multimem.dataset import build
-from multimem.sources.twemoji import TwemojiSource
-from multimem.splits import TRAIN_F, SplitSizes
-from multimem.train import TrainConfig, add_feature_noise, epoch_checkpoints, lr_at, train
+from multimem.model import factory
+from multimem.data.dataset import build
+from multimem.data.sources.twemoji import TwemojiSource
+from multimem.data.splits import TRAIN_F, SplitSizes
+from multimem.engine.train import TrainConfig, add_feature_noise, epoch_checkpoints, lr_at, train
 
 
 @pytest.fixture(scope="module")
 def data():
     d = build(TwemojiSource(limit=160), SplitSizes(candidate=20, extra=20), 0, 0.0, 0, 48, workers=2)
-    d.tokenize(models.fit_tokenizer("mm-tiny", [c for p in d.pairs for c in p.captions]))
+    d.tokenize(factory.fit_tokenizer("mm-tiny", [c for p in d.pairs for c in p.captions]))
     return d
 
 
@@ -22,7 +22,7 @@ class Stop(Exception):
 
 def test_interrupted_training_resumes_to_the_same_weights(data, tmp_path):
     cfg = TrainConfig(epochs=3, batch_size=32, seed=5)
-    tok = models.fit_tokenizer("mm-tiny", [c for p in data.pairs for c in p.captions])
+    tok = factory.fit_tokenizer("mm-tiny", [c for p in data.pairs for c in p.captions])
     rows = data.rows(*TRAIN_F)
     full, hist_full = train(data, rows, "mm-tiny", tok, cfg, tmp_path / "full")
 
@@ -40,7 +40,7 @@ def test_interrupted_training_resumes_to_the_same_weights(data, tmp_path):
 
 
 def test_same_seed_same_model_other_seed_other_model(data, tmp_path):
-    tok = models.fit_tokenizer("mm-tiny", [c for p in data.pairs for c in p.captions])
+    tok = factory.fit_tokenizer("mm-tiny", [c for p in data.pairs for c in p.captions])
     rows = data.rows(*TRAIN_F)
     a, _ = train(data, rows, "mm-tiny", tok, TrainConfig(epochs=1, batch_size=32, seed=1), tmp_path / "a")
     b, _ = train(data, rows, "mm-tiny", tok, TrainConfig(epochs=1, batch_size=32, seed=1), tmp_path / "b")
@@ -66,9 +66,9 @@ def test_warmup_then_cosine():
 
 
 def test_a_nan_loss_stops_training_with_a_named_error(data, tmp_path):
-    from multimem.train import TrainingError
+    from multimem.engine.train import TrainingError
 
-    tok = models.fit_tokenizer("mm-tiny", [c for p in data.pairs for c in p.captions])
+    tok = factory.fit_tokenizer("mm-tiny", [c for p in data.pairs for c in p.captions])
     cfg = TrainConfig(epochs=1, batch_size=32, feature_noise={"image": float("inf")})
     with pytest.raises(TrainingError, match=r"loss became nan at epoch 1, step 1; lower the learning rate \(--lr"):
         train(data, data.rows(*TRAIN_F), "mm-tiny", tok, cfg, tmp_path / "nan")

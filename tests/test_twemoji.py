@@ -1,6 +1,6 @@
-from multimem.images import open_image
-from multimem.sources import open_source
-from multimem.sources.twemoji import TwemojiSource
+from multimem.data.images import open_image
+from multimem.data.sources import open_source
+from multimem.data.sources.twemoji import TwemojiSource
 
 
 def test_twemoji_pairs_have_images_captions_labels_and_variants():

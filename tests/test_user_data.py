@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from multimem import cli
-from multimem.runs import Run
+from multimem.store.runs import Run
 
 N = 64
 
@@ -93,7 +93,7 @@ def test_separate_commands_record_what_was_done(tmp_path, dataset, capsys):
 def test_tab_separator_is_taken_literally_without_warnings(tmp_path, dataset, sep):
     import warnings
 
-    from multimem.sources import CsvSource
+    from multimem.data.sources import CsvSource
 
     tsv = dataset.with_suffix(".txt")
     pd.read_csv(dataset).to_csv(tsv, sep="\t", index=False)
@@ -105,7 +105,7 @@ def test_tab_separator_is_taken_literally_without_warnings(tmp_path, dataset, se
 
 
 def test_multi_character_separator_is_literal(tmp_path):
-    from multimem.sources import CsvSource
+    from multimem.data.sources import CsvSource
 
     Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
     (tmp_path / "d.csv").write_text("filepath||title\na.png||a.b|c\n")

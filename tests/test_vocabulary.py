@@ -2,11 +2,11 @@
 import numpy as np
 import torch
 
-from multimem import models
-from multimem.dataset import PairData
-from multimem.pipeline import unknown_tokens
-from multimem.sources.base import Pair
-from multimem.tokenizer import UNK, CompactTokenizer
+from multimem.model import factory
+from multimem.data.dataset import PairData
+from multimem.pipeline.data import unknown_tokens
+from multimem.data.sources.base import Pair
+from multimem.model.tokenizer import UNK, CompactTokenizer
 
 
 def data_with(captions: list[tuple[str, ...]], subsets: list[str]) -> PairData:
@@ -27,10 +27,10 @@ def test_unknown_tokens_are_counted_over_all_and_over_s_e():
 
 
 def test_full_vocabulary_config_has_no_unknown_tokens():
-    assert "mm-small-fullvocab" in models.shipped_models()
-    tok = models.fit_tokenizer("mm-small-fullvocab", ["a red cat"])
+    assert "mm-small-fullvocab" in factory.shipped_models()
+    tok = factory.fit_tokenizer("mm-small-fullvocab", ["a red cat"])
     assert tok.token_map is None
     data = data_with([("purple quokka",)], ["extra"])
     data.tokenize(tok)
     assert unknown_tokens(data, tok)["all"] == 0
-    assert models.create("mm-small-fullvocab").token_embedding.num_embeddings == 49408
+    assert factory.create("mm-small-fullvocab").token_embedding.num_embeddings == 49408

@@ -9,11 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from multimem import images as imgs
-from multimem.dataset import StreamedImages, batch_images, build, fingerprint, load_images
-from multimem.sources.base import DataError
-from multimem.sources.files import WebDatasetSource
-from multimem.splits import SplitSizes
+from multimem.data import images as imgs
+from multimem.data.dataset import StreamedImages, batch_images, build, fingerprint, load_images
+from multimem.data.sources.base import DataError
+from multimem.data.sources.files import WebDatasetSource
+from multimem.data.splits import SplitSizes
 
 SIZE = 32
 pytestmark = pytest.mark.filterwarnings("ignore:This DataLoader will create:UserWarning")  # 4 workers on 2 cores
@@ -268,7 +268,7 @@ def test_brace_patterns_and_folders(tmp_path, monkeypatch):
 def test_cli_stages_as_separate_commands_on_one_webdataset_run(tmp_path, stream):
     """Every command reads the shards again; each read must give the run's fingerprint or the run is refused."""
     from multimem.cli import main
-    from multimem.runs import Run
+    from multimem.store.runs import Run
 
     write_shards(tmp_path / "wds", 200, 4)
     root = str(tmp_path / "runs")

@@ -15,8 +15,8 @@ import pandas as pd
 import streamlit as st
 
 from multimem.app import cards, columns, compare, select
-from multimem.images import ImageError, open_image
-from multimem.runs import DEFAULT_ROOT, Run, list_runs
+from multimem.data.images import ImageError, open_image
+from multimem.store.runs import DEFAULT_ROOT, Run, list_runs
 
 
 def runs_root() -> Path:
@@ -155,7 +155,7 @@ def history(name: str) -> pd.DataFrame:
 
 @st.cache_resource(show_spinner="Loading the neighbour indices…", max_entries=4)
 def _neighbours(root: str, name: str, mtime: float):
-    from multimem.index import IVF_NPROBE, NeighbourIndex
+    from multimem.engine.index import IVF_NPROBE, NeighbourIndex
 
     r = Run(root, name)
     return NeighbourIndex.from_run_dir(r.dir, (r.manifest().get("index") or {}).get("nprobe", IVF_NPROBE))
@@ -169,7 +169,7 @@ def neighbours(name: str):
 
 @st.cache_resource(show_spinner="Loading f and g…", max_entries=2)
 def _scorer(root: str, name: str, mtime: float):
-    from multimem.ondemand import Scorer
+    from multimem.engine.pair_score import Scorer
 
     r = Run(root, name)
     return Scorer.from_run_dir(r.dir, r.manifest(), r.samples())

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from multimem import modalities
-from multimem.splits import CANDIDATE, INDEPENDENT, SHARED
+from multimem.data.splits import CANDIDATE, INDEPENDENT, SHARED
 
 SCORED_SUBSETS = (CANDIDATE, INDEPENDENT, SHARED)
 SUBSET_SHORT = {CANDIDATE: "S_C", INDEPENDENT: "S_I", SHARED: "S_S", "extra": "S_E"}

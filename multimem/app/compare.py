@@ -11,7 +11,7 @@ import pandas as pd
 from multimem import summary
 from multimem.app.columns import SCORED_SUBSETS, SUBSET_LABELS
 from multimem.app.views import plain
-from multimem.splits import CANDIDATE
+from multimem.data.splits import CANDIDATE
 
 COMPARE_MODES = {"shared": "one shared normalisation range", "raw": "raw differences (CMC_f − CMC_g)"}
 

@@ -10,7 +10,8 @@ from typing import Sequence
 import pandas as pd
 import streamlit as st
 
-from multimem import curation, review
+from multimem.store import review_mode
+from multimem.store import lists
 from multimem.app import cache
 from multimem.app.views import plain
 
@@ -20,8 +21,8 @@ def list_ids(run: str, name: str) -> list[str]:
     if not name:
         return []
     try:
-        return curation.read_list(cache.runs_root(), run, name)
-    except curation.ListError:
+        return lists.read_list(cache.runs_root(), run, name)
+    except lists.ListError:
         return []
 
 
@@ -29,10 +30,10 @@ def _toggle(run: str, name: str, sample_id: str, key: str) -> None:
     root = cache.runs_root()
     try:
         if st.session_state.get(key):
-            curation.add_to_list(root, run, name, [sample_id])
+            lists.add_to_list(root, run, name, [sample_id])
         else:
-            curation.remove_from_list(root, run, name, [sample_id])
-    except curation.ListError as exc:  # ReadOnlyError is a RunError, as ListError is
+            lists.remove_from_list(root, run, name, [sample_id])
+    except lists.ListError as exc:  # ReadOnlyError is a RunError, as ListError is
         st.session_state["_tag_error"] = str(exc)
 
 
@@ -40,7 +41,7 @@ def tag_toggle(run: str, name: str, sample_id: str, tagged: bool, key: str) -> N
     """A checkbox 'in NAME' that adds the pair to (or takes it off) list NAME of the run; off in review mode."""
     st.session_state[key] = tagged  # the file is the truth: another session may have changed the list
     st.checkbox(f"in {name}", key=key, on_change=_toggle, args=(run, name, sample_id, key),
-                disabled=review.readonly(), help=f"Tag this pair into list '{name}' (kept in the run folder)")
+                disabled=review_mode.readonly(), help=f"Tag this pair into list '{name}' (kept in the run folder)")
 
 
 def tag_errors() -> None:
@@ -54,9 +55,9 @@ def downloads(make, stem: str, key: str, what: str) -> None:
     only when a button is clicked, so a large table costs nothing on every rerun."""
     a, b = st.columns(2)
     tip = f"Download {what}: ids, captions, image references, every score"
-    a.download_button("CSV", lambda: curation.to_csv_bytes(make()), file_name=f"{stem}.csv", mime="text/csv",
+    a.download_button("CSV", lambda: lists.to_csv_bytes(make()), file_name=f"{stem}.csv", mime="text/csv",
                       key=f"{key}_csv", icon=":material/download:", on_click="ignore", width="stretch", help=tip)
-    b.download_button("Parquet", lambda: curation.to_parquet_bytes(make()), file_name=f"{stem}.parquet",
+    b.download_button("Parquet", lambda: lists.to_parquet_bytes(make()), file_name=f"{stem}.parquet",
                       mime="application/octet-stream", key=f"{key}_pq", icon=":material/download:",
                       on_click="ignore", width="stretch", help=tip)
 
@@ -67,11 +68,11 @@ def start_removal(run: str, name: str) -> None:
 
     root = cache.runs_root()
     try:
-        review.refuse_if_readonly("start a removal")
-        options = curation.removal_options(root, run, name)
+        review_mode.refuse_if_readonly("start a removal")
+        options = lists.removal_options(root, run, name)
         child = f"{run}.remove-{name}"
         new, proc = jobs.start_mitigation(root, run, "removal", options, child)
-    except (curation.ListError, ValueError, OSError) as exc:  # MitigationError, RunError: DataErrors (ValueErrors)
+    except (lists.ListError, ValueError, OSError) as exc:  # MitigationError, RunError: DataErrors (ValueErrors)
         st.session_state["_removal_note"] = ("error", str(exc), None)
         return
     cache.jobs()[new] = proc
@@ -95,7 +96,7 @@ def removal_note() -> None:
 
 
 def names(run: str) -> list[str]:
-    return curation.list_names(cache.runs_root(), run)
+    return lists.list_names(cache.runs_root(), run)
 
 
 def filtered(table: pd.DataFrame, ids: Sequence[str]) -> pd.DataFrame:

@@ -12,7 +12,7 @@ import pandas as pd
 
 from multimem import modalities, summary
 from multimem.app.views import plain
-from multimem.splits import CANDIDATE, INDEPENDENT, SHARED
+from multimem.data.splits import CANDIDATE, INDEPENDENT, SHARED
 
 
 def subset_percentiles(table: pd.DataFrame, rows: pd.DataFrame, column: str = "multimem") -> np.ndarray:

@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from multimem.splits import CANDIDATE, SHARED
+from multimem.data.splits import CANDIDATE, SHARED
 
 
 def default_ks(n: int, positives: int) -> list[int]:

@@ -12,7 +12,7 @@ import streamlit as st
 
 from multimem.app import cache, views
 from multimem.app.cards import GRID_CSS, Card, card_html, grid_html
-from multimem.sources.twemoji import ATTRIBUTION
+from multimem.store.manifest import Manifest
 
 Params = dict[str, "str | list[str]"]
 
@@ -153,9 +153,10 @@ def no_runs() -> None:
 
 
 def attribution(manifest: Mapping[str, Any]) -> None:
-    source = ((manifest.get("dataset") or {}).get("source") or {}).get("kind")
-    if source == "twemoji":
-        st.caption(ATTRIBUTION)
+    """The dataset's licence line, as its source recorded it in the run (the embedded Twemoji set has one)."""
+    text = Manifest(manifest).dataset.get("attribution")
+    if text:
+        st.caption(str(text))
 
 
 def dark_theme() -> bool:

@@ -15,8 +15,8 @@ import pandas as pd
 
 from multimem.app.columns import COLUMNS, INJECTED, PER_PAGE, SCORE_FILTERS, SCORED_SUBSETS
 from multimem.app.region import Region
-from multimem.runs import RunError, check_name
-from multimem.splits import CANDIDATE
+from multimem.store.runs import RunError, check_name
+from multimem.data.splits import CANDIDATE
 
 PAGES = ("overview", "browse", "sample", "compare", "runs")
 

@@ -6,12 +6,14 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from multimem import cli_scale, presets
-from multimem.runs import DEFAULT_ROOT, Run, RunError, list_runs
-from multimem.sources.base import DataError
-from multimem.strategy_options import OPTIONS, parse_option
+from multimem.cli import scale
+from multimem.pipeline import presets
+from multimem.store.runs import DEFAULT_ROOT, Run, RunError, list_runs
+from multimem.data.sources.base import DataError
+from multimem.mitigation import base as strategies_base
 from multimem.summary import Interval
-from multimem.train import TrainingError
+from multimem.engine.train import TrainingError
+from multimem.store.manifest import Manifest
 
 EPILOG = "Runs are folders under --runs-root; the dashboard (`make run`) reads them. Method: METHOD.md."
 
@@ -117,7 +119,7 @@ def build_config(args: argparse.Namespace, base):
             raise DataError(f"--replicas must be at least 1, got {args.replicas}")
         changes["replicas"] = args.replicas
     cfg = dataclasses.replace(cfg, **changes)
-    from multimem.models import model_config
+    from multimem.model.factory import model_config
 
     model_config(cfg.model)  # unknown names fail here, before any work
     if cfg.metric.augmentations < 1:
@@ -146,7 +148,7 @@ def _print_summary(m: dict, root: Path | None = None) -> None:
         print(f"  injected mis-captions: ROC-AUC {s['injected_auc']:.3f}, "
               f"precision at top 5% {s['injected_precision_at_5pct']:.3f}")
     for tag in ("f", "g"):
-        u = (m.get("utility") or {}).get(tag)
+        u = Manifest(m).utility(tag)
         if u:
             zs = f", zero-shot {u['zero_shot_top1']:.3f}" if "zero_shot_top1" in u else ""
             print(f"  {tag}: image->text R@5 {u['image_to_text_R@5']:.3f}, text->image R@5 {u['text_to_image_R@5']:.3f}{zs}")
@@ -171,7 +173,7 @@ def _print_data(m: dict) -> None:
             print("  skipped: " + "; ".join(f"{why} ({n})" for why, n in reasons.items()))
         for e in (skipped.get("examples") or [])[:5]:
             print(f"    {e['where']}: {e['reason']}")
-    unknown = (m.get("model") or {}).get("unknown_tokens") or {}
+    unknown = Manifest(m).model.get("unknown_tokens") or {}
     if unknown.get("all"):
         print(f"  vocabulary: {unknown['all']} caption tokens ({unknown['extra']} in S_E) are outside the model's "
               f"compact vocabulary and read as one unknown token; see the README, 'Vocabulary'")
@@ -193,7 +195,7 @@ def next_step(m: dict, root: Path | None = None) -> str | None:
 
 
 def cmd_demo(args) -> int:
-    from multimem.pipeline import execute
+    from multimem.pipeline.stages import execute
 
     cfg = build_config(args, presets.demo(fast=args.fast))
     name = args.name or ("demo-fast" if args.fast else "demo")
@@ -204,7 +206,8 @@ def cmd_demo(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from multimem.pipeline import execute, train_replica
+    from multimem.pipeline.stages import execute
+    from multimem.pipeline.training import train_replica
 
     if args.replica is not None:  # one replica as a job of its own, on a run made before
         run = Run(args.runs_root, args.name)
@@ -222,7 +225,7 @@ def cmd_train(args) -> int:
 
 
 def _existing(args):
-    from multimem.pipeline import RunConfig
+    from multimem.pipeline.config import RunConfig
 
     run = Run(args.runs_root, args.name)
     m = run.manifest()
@@ -239,7 +242,7 @@ def _parent_and_strategy(p: argparse.ArgumentParser, strategies: str) -> None:
 
 def _stage_command(stage: str):
     def command(args) -> int:
-        from multimem.pipeline import execute, set_nprobe
+        from multimem.pipeline.stages import execute, set_nprobe
 
         run, cfg = _existing(args)
         m = execute(run, cfg, (stage,))
@@ -256,11 +259,11 @@ def _stage_command(stage: str):
 
 
 def cmd_score(args) -> int:
-    return cli_scale.cmd_score(args, build_config, _existing, lambda m: _print_summary(m, args.runs_root))
+    return scale.cmd_score(args, build_config, _existing, lambda m: _print_summary(m, args.runs_root))
 
 
 def cmd_split(args) -> int:
-    return cli_scale.cmd_split(args, build_config, presets.demo(fast=args.fast), _print_data)
+    return scale.cmd_split(args, build_config, presets.demo(fast=args.fast), _print_data)
 
 
 def cmd_runs(args) -> int:
@@ -280,16 +283,17 @@ def cmd_runs(args) -> int:
 # ---- mitigation (multimem.mitigate, multimem.sweep): numbers are parsed here so a bad value is a one-line error
 
 def _mitigation_arguments(p: argparse.ArgumentParser) -> None:
-    groups = {"noise": "noise on representations (--strategy noise)", "captions": "caption diversity (--strategy captions)",
-              "removal": "post-training removal (--strategy removal)", "regroup": "in-training regrouping (--strategy regroup)"}
-    made = {k: p.add_argument_group(v) for k, v in groups.items()}
-    for option, o in OPTIONS.items():
+    """One flag per strategy setting, grouped under the first strategy that has it (from the registry)."""
+    made = {name: p.add_argument_group(f"{s.summary} (--strategy {name})")
+            for name, s in strategies_base.strategies().items()}
+    for option, o in strategies_base.options().items():
         made[o.strategies[0]].add_argument("--" + option.replace("_", "-"), dest=option, default=None,
                                            metavar="VALUE", help=o.cli_help())
 
 
 def _mitigation_values(args) -> dict:
-    return {opt: parse_option(opt, getattr(args, opt)) for opt in OPTIONS if getattr(args, opt, None) is not None}
+    return {opt: strategies_base.parse_option(opt, getattr(args, opt)) for opt in strategies_base.options()
+            if getattr(args, opt, None) is not None}
 
 
 def _print_comparison(m: dict) -> None:
@@ -312,17 +316,17 @@ def _print_comparison(m: dict) -> None:
     a, b = c["utility_f"]["parent"], c["utility_f"]["run"]
     if a and b:
         print(f"    f mean R@5: {a['mean_R@5']:.3f} -> {b['mean_R@5']:.3f}")
-    cost = (m.get("mitigation") or {}).get("cost") or {}
+    cost = Manifest(m).mitigation.get("cost") or {}
     if cost.get("relative_to_parent_training") is not None:
         print(f"    cost: {cost['mitigation_seconds']:.0f} s against {cost['parent_training_seconds']:.0f} s "
               f"training the parent's f and g ({cost['relative_to_parent_training']:.2f}x)")
 
 
 def cmd_mitigate(args) -> int:
-    from multimem import mitigate
+    from multimem.mitigation import derive
 
-    params = mitigate.make_params(args.strategy, **_mitigation_values(args))
-    m = mitigate.mitigate(args.runs_root, args.parent, args.strategy, params, args.name, args.replicas)
+    params = strategies_base.make_params(args.strategy, **_mitigation_values(args))
+    m = derive.mitigate(args.runs_root, args.parent, args.strategy, params, args.name, args.replicas)
     _print_summary(m, args.runs_root)
     _print_comparison(m)
     print(f"  folder: {Run(args.runs_root, m['name']).dir}")
@@ -330,12 +334,10 @@ def cmd_mitigate(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from multimem import mitigate, sweep
+    from multimem.mitigation import sweep
 
-    if args.strategy not in mitigate.STRATEGIES:
-        raise DataError(f"unknown strategy {args.strategy!r}: use one of {', '.join(mitigate.STRATEGIES)}")
-    key = mitigate.SWEPT[args.strategy]
-    values = [parse_option(key, v) for v in args.values.split(",") if v.strip()]
+    key = strategies_base.get(args.strategy).swept
+    values = [strategies_base.parse_option(key, v) for v in args.values.split(",") if v.strip()]
     rankings = [r.strip() for r in args.rankings.split(",") if r.strip()] if args.rankings else None
     paths = sweep.run_sweep(args.runs_root, args.parent, args.strategy, values, _mitigation_values(args), rankings,
                             args.sweep_name)
@@ -385,9 +387,9 @@ def parser() -> argparse.ArgumentParser:
     _root(sp); _data_options(sp); _train_options(sp); _metric_options(sp)
     sp.set_defaults(func=cmd_split)
 
-    e = cli_scale.add_export_parser(sub)
+    e = scale.add_export_parser(sub)
     _root(e)
-    e.set_defaults(func=cli_scale.cmd_export)
+    e.set_defaults(func=scale.cmd_export)
 
     sc = sub.add_parser("score", help="score S_C, S_I and a sample of S_S with MultiMem (needs trained f and g)",
                         description="Score S_C, S_I and a sample of S_S with MultiMem, with the run's f and g or with "
@@ -396,7 +398,7 @@ def parser() -> argparse.ArgumentParser:
                                     "shard and the first one writes the run.")
     sc.add_argument("name", help="run name")
     _root(sc); _metric_options(sc)
-    cli_scale.add_score_options(sc)
+    scale.add_score_options(sc)
     sc.set_defaults(func=cmd_score)
 
     for stage, text in (("evaluate", "retrieval Recall@1/5/10 and zero-shot accuracy of f and g on S_E"),
@@ -410,7 +412,9 @@ def parser() -> argparse.ArgumentParser:
         _root(s)
         s.set_defaults(func=_stage_command(stage))
 
-    strategies = "noise, captions, removal or regroup"
+    known = list(strategies_base.strategies())
+    strategies = ", ".join(known[:-1]) + " or " + known[-1]
+    swept = ", ".join(f"{n}: --{s.swept.replace('_', '-')}" for n, s in strategies_base.strategies().items())
     mi = sub.add_parser("mitigate", help="derive a mitigated run from a baseline run (METHOD.md section 4)",
                         description="Create a run derived from --from with one mitigation strategy: the same data, "
                                     "split and injection, lineage recorded in its manifest, scored and evaluated so "
@@ -425,9 +429,8 @@ def parser() -> argparse.ArgumentParser:
     mi.set_defaults(func=cmd_mitigate)
 
     sw = sub.add_parser("sweep", help="run one strategy over a list of values; write a table and a plot",
-                        description="Run a strategy from --from once per value of its swept setting (noise: --std, "
-                                    "captions: --captions-per-image, removal: --n, regroup: --top) and write a table "
-                                    "(CSV, Parquet) and a plot (HTML) of memorization against utility to "
+                        description="Run a strategy from --from once per value of its swept setting ("
+                                    f"{swept}) and write a table (CSV, Parquet) and a plot (HTML) of memorization against utility to "
                                     "RUNS_ROOT/_sweeps/NAME/. Runs already done are reused.", epilog=EPILOG)
     _parent_and_strategy(sw, strategies)
     sw.add_argument("--values", required=True, help="comma-separated values of the swept setting, e.g. 0.05,0.1,0.2 "

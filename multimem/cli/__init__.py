@@ -1,0 +1,2 @@
+"""The `multimem` command line: one parser, one module per command group."""
+from multimem.cli.main import build_config, main, parser  # noqa: F401

@@ -1,0 +1,1 @@
+"""Interoperation with open_clip's own training: split export, checkpoint import."""
