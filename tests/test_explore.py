@@ -333,7 +333,7 @@ def test_ondemand_uploaded_pair_is_seeded_and_normalised_with_the_runs_range(sco
 
 
 def test_view_draws_match_the_engines_draws():
-    """The views of row r of n equal what score.embed_views draws for the whole data set, then slices."""
+    """The views of row r of n equal what score.iter_views draws for the whole data set, then slices."""
     import torch
 
     from multimem.model import augment

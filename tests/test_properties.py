@@ -9,7 +9,8 @@ from PIL import Image
 
 from multimem.store.runs import NAME_RE, RunError, check_name
 from multimem.data.sources.base import DataError, clean_caption
-from multimem.data.sources.files import CsvSource, WebDatasetSource
+from multimem.data.sources.csv import CsvSource
+from multimem.data.sources.webdataset import WebDatasetSource
 
 captions = st.text(st.characters(blacklist_categories=("Cs",)), max_size=200)
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

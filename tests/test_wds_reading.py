@@ -12,7 +12,7 @@ from PIL import Image
 from multimem.data import images as imgs
 from multimem.data.dataset import StreamedImages, batch_images, build, fingerprint, load_images
 from multimem.data.sources.base import DataError
-from multimem.data.sources.files import WebDatasetSource
+from multimem.data.sources.webdataset import WebDatasetSource
 from multimem.data.splits import SplitSizes
 
 SIZE = 32

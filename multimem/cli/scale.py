@@ -10,16 +10,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from multimem.cli.options import build_config, existing
+from multimem.cli.output import print_data, print_summary
 from multimem.engine import distributed
 from multimem.store.runs import Run
-from multimem.data.sources.base import DataError
+from multimem.errors import DataError
 from multimem.store.manifest import Manifest
 
 
-def cmd_split(args, build_config, base, print_data) -> int:
+def cmd_split(args) -> int:
+    from multimem.pipeline import presets
     from multimem.pipeline.stages import execute
 
-    cfg = build_config(args, base)
+    cfg = build_config(args, presets.demo(fast=args.fast))
     m = execute(Run(args.runs_root, args.name), cfg, stages=())
     sizes = m["split"]["sizes"]
     print(f"run {args.name}: split of {m['dataset']['n_samples']} samples: "
@@ -56,7 +59,7 @@ def _worker_score(run: Run, cfg) -> None:
     score_stage(run, cfg, data)
 
 
-def cmd_score(args, build_config, existing, print_summary) -> int:
+def cmd_score(args) -> int:
     """Score a run (importing external checkpoints first if given); under torchrun, every rank takes a shard.
 
     Scores that would replace a scored run's results (imported checkpoints, other metric settings) are computed in
@@ -77,7 +80,7 @@ def cmd_score(args, build_config, existing, print_summary) -> int:
     restage = importing or (new != cfg and run.stage_done("score"))
     if not restage and run.stage_done("score"):
         if distributed.is_main():
-            print_summary(run.manifest())
+            print_summary(run.manifest(), args.runs_root)
         return 0
     distributed.barrier()  # every rank has decided before rank 0 writes anything
     with run.lock() if restage and distributed.is_main() else nullcontext():  # taken before anything is written
@@ -111,7 +114,7 @@ def cmd_score(args, build_config, existing, print_summary) -> int:
         m = execute(target, new, stages)
         if target is not run:
             m = staging.swap_in(target, run)
-    print_summary(m)
+    print_summary(m, args.runs_root)
     return 0
 
 

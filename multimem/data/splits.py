@@ -8,7 +8,6 @@ import numpy as np
 from multimem.data.sources.base import DataError
 
 SHARED, CANDIDATE, INDEPENDENT, EXTRA = "shared", "candidate", "independent", "extra"
-SUBSETS = (SHARED, CANDIDATE, INDEPENDENT, EXTRA)
 TRAIN_F = (SHARED, CANDIDATE)  # f trains on S_S ∪ S_C
 TRAIN_G = (SHARED, INDEPENDENT)  # g trains on S_S ∪ S_I
 

@@ -22,6 +22,7 @@ from multimem.data import images
 from multimem.model import factory
 from multimem.engine.score import MetricConfig, encode_images, encode_texts, heldout_rows
 from multimem.data.splits import EXTRA
+from multimem.store.layout import RunLayout
 from multimem.store.manifest import Manifest
 
 
@@ -60,22 +61,19 @@ def metric_config(manifest: dict) -> MetricConfig:
 
 
 def heldout(run_dir: Path, manifest: dict, samples: pd.DataFrame) -> dict[str, torch.Tensor]:
-    """H for f and g: M × 2 × d clean (image, text) embeddings of the run's held-out rows."""
+    """H for f and g: M × n × d clean embeddings (the modalities in table order) of the run's held-out rows."""
     rows = heldout_rows(_Subsets(samples["subset"].to_numpy()), metric_config(manifest))
     if len(rows) == 0:
         raise ValueError(f"run {manifest.get('name')}: no {EXTRA} samples to use as the held-out set H")
-    out = {}
-    for tag in ("f", "g"):
-        img = np.load(Path(run_dir) / "embeddings" / f"{tag}_image.npy", mmap_mode="r")[rows]
-        txt = np.load(Path(run_dir) / "embeddings" / f"{tag}_text.npy", mmap_mode="r")[rows]
-        out[tag] = torch.stack([torch.from_numpy(np.array(img)), torch.from_numpy(np.array(txt))], dim=1)
-    return out
+    files = RunLayout(Path(run_dir))
+    return {tag: torch.stack([torch.from_numpy(np.array(np.load(files.embedding(tag, m), mmap_mode="r")[rows]))
+                              for m in Manifest(manifest).modalities], dim=1) for tag in ("f", "g")}
 
 
 def view_draws(cfg: MetricConfig, n_captions: int, n_all: int = 1, row: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """The A view parameters (A × 8) and caption choices (A) of sample `row` out of `n_all`.
 
-    score.embed_views draws each view for the whole data set from generator(seed, 7_000_000 + a), parameters
+    score.iter_views draws each view for the whole data set from generator(seed, 7_000_000 + a), parameters
     first, then caption choices; an uploaded pair is row 0 of 1. Passing a run's (n_all, row) reproduces the
     views that sample got when the run was scored.
     """
@@ -155,8 +153,9 @@ class Scorer:
         if not name:
             raise ValueError(f"run {manifest.get('name')}: the manifest names no model")
         value_range = float(Manifest(manifest).normalisation.get("range") or 0.0)
-        f, tok = factory.load_model(Path(run_dir) / "checkpoints" / "f.pt", name)
-        g, _ = factory.load_model(Path(run_dir) / "checkpoints" / "g.pt", name)
+        files = RunLayout(Path(run_dir))
+        f, tok = factory.load_model(files.checkpoint("f"), name)
+        g, _ = factory.load_model(files.checkpoint("g"), name)
         return cls(f, g, tok, heldout(run_dir, manifest, samples), metric_config(manifest), value_range, store_size(name))
 
     def score(self, image: Image.Image, captions: Sequence[str], n_all: int = 1, row: int = 0) -> PairScore:

@@ -17,9 +17,6 @@ from multimem.model import factory
 from multimem.data.dataset import PairData, image_batches
 from multimem.data.splits import CANDIDATE, EXTRA, INDEPENDENT, SHARED
 
-TEXT_MODES = ("captions", "identity")
-
-
 @dataclass
 class MetricConfig:
     augmentations: int = 5  # A: views averaged in E[...]
@@ -156,12 +153,6 @@ def iter_views(model, data: PairData, rows: np.ndarray, cfg: MetricConfig, timer
         views = torch.stack([image, text[:, :a]], dim=2)
         yield ViewBatch(start, batch.numpy(), views, torch.stack([clean_image, text[:, a]], dim=1) if clean else None)
         start = end
-
-
-def embed_views(model, data: PairData, rows: np.ndarray, cfg: MetricConfig, timer: Timer | None = None, desc=""):
-    """N × A × 2 × d: all views of data rows at once (see iter_views), l2-normalised."""
-    parts = [b.views for b in iter_views(model, data, rows, cfg, timer, desc)]
-    return torch.cat(parts) if parts else torch.zeros(0, cfg.augmentations, 2, 0)
 
 
 def scored_rows(data: PairData, cfg: MetricConfig) -> np.ndarray:

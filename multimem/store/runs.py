@@ -198,7 +198,7 @@ def list_runs(root: Path | str = DEFAULT_ROOT) -> pd.DataFrame:
         folders, skipped = [], [f"{root}: the runs folder cannot be read ({exc.strerror or exc})"]
     for d in folders:
         try:
-            if not (d / "manifest.json").is_file():
+            if not RunLayout(d).manifest.is_file():
                 continue
         except OSError as exc:  # e.g. a folder we may not enter
             skipped.append(f"{d.name}: cannot be read ({exc.strerror or exc})")

@@ -4,7 +4,9 @@ from __future__ import annotations
 from typing import Any
 
 from multimem.data.sources.base import DataError, DataSource, Pair, Skipped
-from multimem.data.sources.files import CocoSource, CsvSource, WebDatasetSource
+from multimem.data.sources.coco import CocoSource
+from multimem.data.sources.csv import CsvSource
+from multimem.data.sources.webdataset import WebDatasetSource
 
 __all__ = ["Pair", "DataSource", "DataError", "Skipped", "CsvSource", "WebDatasetSource", "CocoSource", "open_source"]
 

@@ -1,6 +1,9 @@
 """The one interface every data source implements: a list of image-caption pairs."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,3 +104,17 @@ def check_unique_ids(pairs: list[Pair], where: str) -> list[Pair]:
             raise DataError(f"{where}: duplicate sample id {p.id!r}; give every sample a unique id")
         seen.add(p.id)
     return pairs
+
+
+def absolute_path(path: str | os.PathLike) -> Path:
+    """A user's path made absolute as written (symlinks kept)."""
+    # abspath, not resolve: keep the user's symlinked paths as they wrote them
+    return Path(os.path.abspath(os.path.expanduser(str(path))))
+
+
+def relative_name(path: Path, folder: Path) -> str:
+    """A file's name relative to its dataset folder (its absolute path when outside it)."""
+    try:
+        return path.relative_to(folder).as_posix()
+    except ValueError:  # image outside the folder: its absolute path is the clearest name
+        return path.as_posix()
