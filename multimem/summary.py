@@ -146,11 +146,13 @@ def paired_change(before: pd.DataFrame, after: pd.DataFrame, subset: str, column
                   seed: int = 0) -> Interval:
     """Change of a subset's mean score between two runs of one split (a baseline and its mitigation): samples
     paired by id; each run's replicas, when it has several, resampled on their own."""
-    a = before[before["subset"] == subset].set_index("id")
-    b = after[after["subset"] == subset].set_index("id")
-    ids = a.index.intersection(b.index, sort=False)
-    return change_interval(replica_values(a.loc[ids], column), replica_values(b.loc[ids], column), paired=True,
-                           seed=seed)
+    a, b = before[before["subset"] == subset], after[after["subset"] == subset]
+    ids_a = pd.Index(a["id"])
+    if not (ids_a.is_unique and ids_a.equals(pd.Index(b["id"]))):  # else the same samples in the same order already
+        a, b = a.set_index("id"), b.set_index("id")
+        ids = a.index.intersection(b.index, sort=False)
+        a, b = a.loc[ids], b.loc[ids]
+    return change_interval(replica_values(a, column), replica_values(b, column), paired=True, seed=seed)
 
 
 def shared_range(*tables: pd.DataFrame) -> float:
