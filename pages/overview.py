@@ -1,5 +1,4 @@
 """Overview: how much the run's f memorized, the score distributions, why (breakdowns), utility, settings."""
-import html
 import json
 
 import numpy as np
@@ -8,15 +7,13 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from multimem import modalities, summary
-from multimem.app import cache, figures, ui
+from multimem.app import cache, figures, plots, ui
 from multimem.app.columns import SCORED_SUBSETS, SUBSET_LABELS, SUBSET_SHORT
 from multimem.app.compare import scaled
 from multimem.app.views import link, plain
-from multimem.data.splits import CANDIDATE, INDEPENDENT, SHARED
+from multimem.data.splits import CANDIDATE, SHARED
 from multimem.summary import Interval
 
-COLOURS = {CANDIDATE: "#d62728", INDEPENDENT: "#1f77b4", SHARED: "#7f7f7f"}
-ENCODER_COLOURS = ("#9467bd", "#ff7f0e", "#2ca02c", "#8c564b", "#e377c2")  # one per modality, in table order
 WARNING_HEADS = {"The models differ as a whole": "Model-level offset.",
                  "S_C does not score above S_S": "No signal beyond noise.",
                  "Labels differ more than samples do": "Label effects."}
@@ -143,26 +140,7 @@ def per_label_section(name: str, table: pd.DataFrame, diag: dict) -> None:
     n_labels = int(table["label"].nunique())
     links = {lab: link("browse", {"run": name, "label": lab, "subset": [CANDIDATE, SHARED]}) for lab in labels_shown}
     counts = {(lab, sub): int(n) for lab, sub, n in by_label[["label", "subset", "count"]].itertuples(index=False)}
-    box = go.Figure()
-    for subset in (CANDIDATE, SHARED):
-        part = by_label[by_label["subset"] == subset]
-        if part.empty:
-            continue
-        box.add_trace(go.Box(
-            x=part["label"].tolist(), q1=part["q1"].tolist(), median=part["median"].tolist(),
-            q3=part["q3"].tolist(), lowerfence=part["min"].tolist(), upperfence=part["max"].tolist(),
-            mean=part["mean"].tolist(), name=SUBSET_LABELS[subset], marker_color=COLOURS[subset],
-            boxpoints=False))
-    box.update_layout(
-        boxmode="group", height=380, margin=dict(t=10, b=10), yaxis_title="raw MultiMem (CMC_f − CMC_g)",
-        legend=dict(orientation="h", y=1.1),
-        # fixedrange: no drag handle over the tick labels, so a click on a label follows its link
-        xaxis=dict(fixedrange=True, tickmode="array", tickvals=labels_shown, categoryorder="array",
-                   categoryarray=labels_shown,
-                   ticktext=[f'<a href="{html.escape(links[lab])}" target="_self">{html.escape(lab)}</a>'
-                             f"<br>{counts.get((lab, CANDIDATE), 0)} / {counts.get((lab, SHARED), 0)}"
-                             for lab in labels_shown]))
-    box.add_hline(y=0, line=dict(dash="dot", color="#666"))
+    box = plots.label_boxes(by_label, labels_shown, links, counts)
     chart(box)
     spread = diag.get("label_spread_shared")
     st.caption(
@@ -197,16 +175,8 @@ def histograms_section(name: str, m: dict, table: pd.DataFrame) -> None:
     """The normalised score's distribution in each subset, as in the paper."""
     norm = (m.get("metric") or {}).get("normalisation") or {}
     st.subheader("Normalised MultiMem by subset")
-    fig = go.Figure()
-    scored = table["multimem"].to_numpy(float)
-    for subset in SCORED_SUBSETS:
-        values = cache.subset_values(name, subset)
-        if len(values):
-            x, counts, width = figures.histogram(values, 40, float(scored.min()), float(scored.max()))
-            fig.add_bar(x=x, y=counts, width=width, name=SUBSET_LABELS[subset], marker_color=COLOURS[subset],
-                        opacity=0.55)
-    fig.update_layout(barmode="overlay", height=340, margin=dict(t=10, b=40), yaxis_title="pairs",
-                      xaxis_title="MultiMem (normalised by the run's range)", legend=dict(orientation="h", y=1.08))
+    fig = plots.subset_histograms({subset: cache.subset_values(name, subset) for subset in SCORED_SUBSETS},
+                                  table["multimem"].to_numpy(float))
     chart(fig)
     st.caption("Raw scores CMC_f − CMC_g divided by their range over the scored set "
                f"({ui.fmt(norm.get('range'), 5)}; min {ui.fmt(norm.get('min'), 5)}, max {ui.fmt(norm.get('max'), 5)}).")
@@ -229,12 +199,7 @@ def breakdowns_section(m: dict, table: pd.DataFrame) -> None:
     with right:
         st.markdown("**Per encoder (SSLMem)**: L(g, x) − L(f, x), the distance between two augmented views by one "
                     "encoder alone; positive where f's encoder is more stable on the sample than g's.")
-        enc = go.Figure()
-        for i, col in enumerate(encoders):
-            enc.add_bar(x=[SUBSET_LABELS[s] for s in means_by_subset.index], y=means_by_subset[col],
-                        name=col.replace("sslmem_", ""), marker_color=ENCODER_COLOURS[i % len(ENCODER_COLOURS)])
-        enc.update_layout(barmode="group", height=260, margin=dict(t=10, b=30), yaxis_title="mean SSLMem",
-                          legend=dict(orientation="h", y=1.12))
+        enc = plots.encoder_bars(means_by_subset, encoders)
         chart(enc)
 
 
@@ -248,11 +213,7 @@ def injected_section(m: dict, table: pd.DataFrame) -> None:
     pk = summary.precision_at_k(cand["injected"], cand["multimem_raw"],
                                 figures.default_ks(len(cand), int(cand["injected"].sum())))
     c1, c2 = st.columns(2)
-    roc = go.Figure()
-    roc.add_scatter(x=fpr, y=tpr, mode="lines", name=f"MultiMem (AUC {auc:.3f})", line=dict(color="#d62728"))
-    roc.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance", line=dict(dash="dot", color="#999"))
-    roc.update_layout(height=320, margin=dict(t=10, b=40), xaxis_title="false positive rate",
-                      yaxis_title="true positive rate", legend=dict(orientation="h", y=1.1))
+    roc = plots.roc(fpr, tpr, auc)
     chart(roc, c1)
     share_injected = float(cand["injected"].mean())
     c2.metric("ROC-AUC (candidates)", f"{auc:.3f}", help="Chance is 0.5")
