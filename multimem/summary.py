@@ -69,9 +69,9 @@ def _bootstrap_means(rng: np.random.Generator, arrays: list[np.ndarray], n: int,
     The draws are exactly those of `rng.integers(0, n, size=(resamples, n))` (one draw shared by every array:
     paired samples), taken in blocks of rows: the generator's stream continues from block to block, so the values
     and the generator's state afterwards are the same as drawing the whole matrix at once, without its memory
-    (8 bytes per index: 640 MB for 2,000 draws of 40,000 samples). Each block is averaged on a second thread while
+    (8 bytes per index: 640 MB for 2,000 draws of 40,000 samples). Blocks are averaged on two worker threads while
     the next is drawn (numpy releases the GIL in both), which changes no number: every mean is taken over the same
-    values in the same order."""
+    values in the same order, into its own slot."""
     from concurrent.futures import ThreadPoolExecutor
 
     by_sample = [np.ascontiguousarray(np.asarray(a, dtype=float).T) for a in arrays]  # n × K
@@ -82,12 +82,12 @@ def _bootstrap_means(rng: np.random.Generator, arrays: list[np.ndarray], n: int,
         for values, means in zip(by_sample, out):  # the sums run in the order values[:, idx].mean(axis=2) takes
             means[:, start : start + len(idx)] = values.take(idx, axis=0).mean(axis=1).T
 
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    with ThreadPoolExecutor(max_workers=2) as pool:
         pending = []
         for start in range(0, resamples, step):
             idx = rng.integers(0, n, size=(min(step, resamples - start), n))
             pending.append(pool.submit(average, start, idx))
-            if len(pending) > 2:  # at most two blocks waiting: bounded memory
+            if len(pending) > 3:  # at most three blocks in flight: bounded memory
                 pending.pop(0).result()
         for job in pending:
             job.result()
