@@ -1,44 +1,56 @@
-"""Browse: the most (or least) memorized pairs as an image grid, with filters, sorting, paging and a scatter."""
+"""Browse: the most (or least) memorized pairs as an image grid, with filters, sorting, paging and a scatter.
+
+The cards are sent first, then the filters above them, the scatter and the tools. The scatter is a picture (an SVG
+image: points, colours, injected rings, the selection) until the interactive chart is asked for (`chart=interactive`
+in the link: plotly, box and lasso selection, zoom, each point's caption on hover). Plotly's 4.7 MB of JavaScript
+held back the first paint of the whole page by seconds in a cold browser (docs/benchmarks.md, "Dashboard")."""
+from __future__ import annotations
+
+import base64
 import html
-
 import math
+from dataclasses import dataclass, field
 
-import plotly.graph_objects as go
+import numpy as np
+import pandas as pd
 import streamlit as st
 
-from multimem import app_cache, app_curation, app_ui, curation, explore, review
-from multimem.explore import BrowseView, Region
+from multimem.app import cache, curation, explain, select, ui, views
+from multimem.app.columns import (INJECTED, PER_PAGE, SCORE_FILTERS, SCORED_SUBSETS, SUBSET_SHORT, colour_range,
+                                  columns_for, norm_factor, sorts_for)
+from multimem.app.region import Region
+from multimem.app.views import BrowseView, plain
+from multimem.store import lists, review_mode
 
-name = app_ui.page_run()
+INTERACTIVE = "interactive"  # chart=interactive: the plotly chart instead of the picture
 
-table = app_cache.scores(name)
-injected = app_cache.has_injected(name)  # the injection filter and rings only for a run that has injected samples
-labels = sorted(table["label"].dropna().astype(str).unique()) if "label" in table else []
-columns = explore.columns_for(table)  # the calibrated scores only when the table has them
-sorts = explore.sorts_for(table)
-score_filters = [c for c in explore.SCORE_FILTERS if c in columns]
-has_se = "multimem_se" in table.columns
-view, problems = explore.parse_browse(app_ui.page_query("browse"), labels, columns)
-lists = app_curation.names(name)
-if view.list and view.list not in lists and app_ui.url_changed("browse"):
-    problems.append(f"run '{explore.plain(name)}' has no list '{explore.plain(view.list)}' yet; tagging a pair "
-                    "creates it")
-wanted_page = view.page
-from_link = app_ui.url_changed("browse")  # the view comes from the URL, not from a widget change
-app_ui.seed("browse", {
-    "b_subsets": list(view.subsets), "b_range": (view.lo, view.hi), "b_labels": list(view.labels), "b_q": view.text,
-    "b_injected": view.injected, "b_sort": view.sort, "b_order": view.order, "b_n": view.per_page, "b_x": view.x,
-    "b_y": view.y, "b_page": view.page, "b_sel": view.region.to_param() if view.region else None,
-    "b_score": view.score, "b_list": view.list, "b_only": bool(view.list and view.only),
-})
-app_ui.show_problems(problems)
-# widget values must be valid options (a run switch changes the labels, the lists and the calibrated columns)
-st.session_state["b_labels"] = [lab for lab in st.session_state["b_labels"] if lab in labels]
-for key, options, default in (("b_sort", sorts, "multimem"), ("b_x", columns, "cmc_g"), ("b_y", columns, "cmc_f"),
-                              ("b_score", score_filters, "multimem")):
-    if st.session_state[key] not in options:
-        st.session_state[key] = default
 
+@dataclass
+class Page:
+    """What the sections of this page share: the run, its table and the view being built."""
+
+    name: str
+    table: pd.DataFrame
+    injected: bool
+    labels: list[str]
+    columns: dict[str, str]
+    sorts: dict[str, str]
+    score_filters: list[str]
+    lists: list[str]
+    from_link: bool
+    wanted_page: int
+    filters: BrowseView = field(default_factory=BrowseView)
+    text: pd.Series | None = None
+    listed: list[str] = field(default_factory=list)
+    view: BrowseView = field(default_factory=BrowseView)
+    rows: pd.DataFrame | None = None
+    page_rows: pd.DataFrame | None = None
+    pages: int = 1
+    cards: list = field(default_factory=list)
+    figures: object = ()  # the scatter for the report (built when the report is downloaded)
+
+
+# ---- callbacks
 
 def go_page(delta: int) -> None:
     st.session_state["b_page"] = max(1, st.session_state["b_page"] + delta)
@@ -52,9 +64,9 @@ def paged() -> None:
 def new_list() -> None:
     text = st.session_state.get("b_new_list", "").strip()
     try:
-        st.session_state["b_list"] = curation.check_list_name(text)
+        st.session_state["b_list"] = lists.check_list_name(text)
         st.session_state["b_new_list"] = ""
-    except curation.ListError as exc:
+    except lists.ListError as exc:
         st.session_state["_tag_error"] = str(exc)
 
 
@@ -63,124 +75,200 @@ def clear_selection() -> None:
     st.session_state["b_chart"] = st.session_state.get("b_chart", 0) + 1  # a fresh chart drops its selection
 
 
-title, report_col, share_col = st.columns([4, 1, 1], vertical_alignment="bottom")
-title.title("Browse pairs")
+# ---- the page's sections, in the order they run
 
-# ---- filters
-f1, f2, f3, f4, *f5 = st.columns([2.6, 2, 2, 2, 1.4] if injected else [2.6, 2, 2, 2])
-f1.multiselect("Subsets", list(explore.SCORED_SUBSETS), key="b_subsets", format_func=explore.SUBSET_SHORT.get,
-               help="S_C: candidates (f trained on them, g did not), the memorization figure. S_I: independent "
-                    "(g only) and S_S: shared (both), its controls.")
-if len(score_filters) > 1:  # the calibrated scores, on the same normalised scale (raw-unit columns / the range)
-    f2.selectbox("Score range on", score_filters, key="b_score", format_func=columns.get, label_visibility="collapsed")
-f2.slider("Normalised score", -1.0, 1.0, key="b_range", step=0.01,
-          help="Scores divided by the run's normalisation range; 0: f and g agree on the pair")
-f3.multiselect("Label / category", labels, key="b_labels", placeholder="any")
-f4.text_input("Caption contains", key="b_q", placeholder="e.g. cat", max_chars=200)
-if injected:
-    f5[0].selectbox("Injected mis-captions", explore.INJECTED, key="b_injected",
-                    format_func={"any": "any", "yes": "only injected", "no": "without injected"}.get)
+def view_from_link() -> Page:
+    """The run, and the view the URL asks for put into the widgets (when the URL changed from outside)."""
+    name = ui.page_run()
+    table = cache.scores(name)
+    labels = sorted(table["label"].dropna().astype(str).unique()) if "label" in table else []
+    columns = columns_for(table)  # the calibrated scores only when the table has them
+    sorts = sorts_for(table)
+    score_filters = [c for c in SCORE_FILTERS if c in columns]
+    query = ui.page_query("browse")
+    view, problems = views.parse_browse(query, labels, columns)
+    chart = (query.get("chart") or [""])[-1]
+    if chart not in ("", INTERACTIVE):
+        problems.append(f"'chart={plain(chart)}' is not '{INTERACTIVE}'; showing the scatter as a picture")
+    run_lists = curation.names(name)
+    if view.list and view.list not in run_lists and ui.url_changed("browse"):
+        problems.append(f"run '{plain(name)}' has no list '{plain(view.list)}' yet; tagging a pair creates it")
+    page = Page(name=name, table=table, injected=cache.has_injected(name), labels=labels, columns=columns,
+                sorts=sorts, score_filters=score_filters, lists=run_lists,
+                from_link=ui.url_changed("browse"),  # the view comes from the URL, not from a widget change
+                wanted_page=view.page)
+    ui.seed("browse", {
+        "b_subsets": list(view.subsets), "b_range": (view.lo, view.hi), "b_labels": list(view.labels),
+        "b_q": view.text, "b_injected": view.injected, "b_sort": view.sort, "b_order": view.order,
+        "b_n": view.per_page, "b_x": view.x, "b_y": view.y, "b_page": view.page,
+        "b_sel": view.region.to_param() if view.region else None, "b_score": view.score, "b_list": view.list,
+        "b_only": bool(view.list and view.only), "b_live": chart == INTERACTIVE,
+    })
+    ui.show_problems(problems)
+    # widget values must be valid options (a run switch changes the labels, the lists and the calibrated columns)
+    st.session_state["b_labels"] = [lab for lab in st.session_state["b_labels"] if lab in labels]
+    for key, options, default in (("b_sort", sorts, "multimem"), ("b_x", columns, "cmc_g"),
+                                  ("b_y", columns, "cmc_f"), ("b_score", score_filters, "multimem")):
+        if st.session_state[key] not in options:
+            st.session_state[key] = default
+    return page
 
-lo, hi = st.session_state["b_range"]
-filters = BrowseView(
-    subsets=tuple(st.session_state["b_subsets"]) or BrowseView().subsets,
-    lo=float(lo), hi=float(hi), labels=tuple(st.session_state["b_labels"]), text=st.session_state["b_q"].strip(),
-    injected=st.session_state["b_injected"] if injected else "any", sort=st.session_state["b_sort"],
-    order=st.session_state["b_order"],
-    per_page=st.session_state["b_n"], x=st.session_state["b_x"], y=st.session_state["b_y"],
-    score=st.session_state["b_score"], list=st.session_state["b_list"] or "",
-    only=bool(st.session_state["b_list"] and st.session_state["b_only"]),
-)
-text = app_cache.scores_search_text(name) if filters.text else None
-listed = app_curation.list_ids(name, filters.list)
-if filters.only:  # only the pairs of the list (the list's order is kept by the sort's tie-break on id)
-    table = app_curation.filtered(table, listed)
-    text = text.loc[table.index] if text is not None else None
-# a filter or axis changed by hand starts again at page 1; new axes also drop the selection drawn on the old ones
-signature = (filters.subsets, filters.lo, filters.hi, filters.labels, filters.text, filters.injected, filters.sort,
-             filters.order, filters.per_page, filters.score, filters.list, filters.only)
-axes = (filters.x, filters.y)
-if not from_link and st.session_state.get("_b_axes") not in (None, axes):
-    st.session_state["b_sel"] = None
-if not from_link and (st.session_state.get("_b_sig") not in (None, signature)
-                      or st.session_state.get("_b_axes") not in (None, axes)):
-    st.session_state["b_page"] = 1
-st.session_state["_b_sig"], st.session_state["_b_axes"] = signature, axes
 
-tools = st.container()  # lists, exports and removal: filled below, once the rows are known
-left, right = st.columns([1.35, 2], gap="medium")
+def filters_section(p: Page) -> None:
+    """The filter row (drawn after the grid, into its place above it: the view was read from the widgets' state)."""
+    f1, f2, f3, f4, *f5 = st.columns([2.6, 2, 2, 2, 1.4] if p.injected else [2.6, 2, 2, 2])
+    f1.multiselect("Subsets", list(SCORED_SUBSETS), key="b_subsets", format_func=SUBSET_SHORT.get,
+                   help="S_C: candidates (f trained on them, g did not), the memorization figure. S_I: independent "
+                        "(g only) and S_S: shared (both), its controls.")
+    if len(p.score_filters) > 1:  # the calibrated scores, on the same normalised scale (raw-unit columns / range)
+        f2.selectbox("Score range on", p.score_filters, key="b_score", format_func=p.columns.get,
+                     label_visibility="collapsed")
+    f2.slider("Normalised score", -1.0, 1.0, key="b_range", step=0.01,
+              help="Scores divided by the run's normalisation range; 0: f and g agree on the pair")
+    f3.multiselect("Label / category", p.labels, key="b_labels", placeholder="any")
+    f4.text_input("Caption contains", key="b_q", placeholder="e.g. cat", max_chars=200)
+    if p.injected:
+        f5[0].selectbox("Injected mis-captions", INJECTED, key="b_injected",
+                        format_func={"any": "any", "yes": "only injected", "no": "without injected"}.get)
 
-# A box or lasso drawn on the scatter filters the grid. The chart's selection is read from its state before the
-# chart is drawn, so the grid can be sent first: the page shows pairs while plotly's JavaScript still loads.
-chart_key = f"b_scatter_{st.session_state.get('b_chart', 0)}"
-event = st.session_state.get(chart_key)
-picked = Region.from_plotly(event["selection"]) if event and event.get("selection") else None
-if picked is not None and picked.to_param() != st.session_state.get("_b_event"):
-    st.session_state["_b_event"] = st.session_state["b_sel"] = picked.to_param()
-    st.session_state["b_page"] = 1
-region = Region.from_param(st.session_state["b_sel"]) if st.session_state["b_sel"] else None
 
-view = BrowseView(**{**filters.__dict__, "region": region, "page": st.session_state["b_page"]})
-rows = explore.select(table, view, text)
-page_rows, page, pages = explore.page_of(rows, view.page, view.per_page)
-if from_link and wanted_page > pages:
-    app_ui.show_problems([f"page {wanted_page:,} does not exist: these filters give {pages:,} page"
-                          f"{'s' if pages > 1 else ''}; showing page {page:,}"])
-st.session_state["b_page"] = page
-view = BrowseView(**{**view.__dict__, "page": page})
+def filters_from_state(p: Page) -> None:
+    """The filters: every part of the view but the page and the scatter selection, from the widgets' state (a
+    widget's new value is in st.session_state before the widget is drawn again)."""
+    s = st.session_state
+    lo, hi = s["b_range"]
+    p.filters = BrowseView(
+        subsets=tuple(s["b_subsets"]) or BrowseView().subsets, lo=float(lo), hi=float(hi),
+        labels=tuple(s["b_labels"]), text=s["b_q"].strip(), injected=s["b_injected"] if p.injected else "any",
+        sort=s["b_sort"], order=s["b_order"], per_page=s["b_n"], x=s["b_x"], y=s["b_y"], score=s["b_score"],
+        list=s["b_list"] or "", only=bool(s["b_list"] and s["b_only"]),
+    )
+    p.text = cache.scores_search_text(p.name) if p.filters.text else None
+    p.listed = curation.list_ids(p.name, p.filters.list)
+    if p.filters.only:  # only the pairs of the list (the list's order is kept by the sort's tie-break on id)
+        p.table = curation.filtered(p.table, p.listed)
+        p.text = p.text.loc[p.table.index] if p.text is not None else None
+    # a filter or axis changed by hand starts again at page 1; new axes also drop the selection drawn on the old ones
+    f = p.filters
+    signature = (f.subsets, f.lo, f.hi, f.labels, f.text, f.injected, f.sort, f.order, f.per_page, f.score, f.list,
+                 f.only)
+    axes = (f.x, f.y)
+    if not p.from_link and s.get("_b_axes") not in (None, axes):
+        s["b_sel"] = None
+    if not p.from_link and (s.get("_b_sig") not in (None, signature) or s.get("_b_axes") not in (None, axes)):
+        s["b_page"] = 1
+    s["_b_sig"], s["_b_axes"] = signature, axes
 
-# ---- the grid
-with right:
-    s1, s2 = st.columns([1, 1.3])
-    s1.selectbox("Sort by", list(sorts), key="b_sort", format_func=sorts.get)
-    s2.segmented_control("Order", ["desc", "asc"], key="b_order", required=True,
-                         format_func={"desc": "Most memorized", "asc": "Least memorized"}.get)
-    first = (page - 1) * view.per_page + 1
-    st.caption(f"**{len(rows):,}** of {len(table):,} scored pairs match"
+
+def chart_key() -> str:
+    return f"b_scatter_{st.session_state.get('b_chart', 0)}"
+
+
+def rows_in_view(p: Page) -> None:
+    """The rows the filters and the scatter selection keep, and the page of them to show.
+
+    A box or lasso drawn on the interactive chart is read from the chart's state before the chart is drawn, so the
+    grid that it filters can be sent first."""
+    s = st.session_state
+    event = s.get(chart_key()) if s.get("b_live") else None
+    picked = Region.from_plotly(event["selection"]) if event and event.get("selection") else None
+    if picked is not None and picked.to_param() != s.get("_b_event"):
+        s["_b_event"] = s["b_sel"] = picked.to_param()
+        s["b_page"] = 1
+    region = Region.from_param(s["b_sel"]) if s["b_sel"] else None
+    view = BrowseView(**{**p.filters.__dict__, "region": region, "page": s["b_page"]})
+    p.rows = select.select(p.table, view, p.text)
+    page_rows, page, p.pages = select.page_of(p.rows, view.page, view.per_page)
+    if p.from_link and p.wanted_page > p.pages:
+        ui.show_problems([f"page {p.wanted_page:,} does not exist: these filters give {p.pages:,} page"
+                              f"{'s' if p.pages > 1 else ''}; showing page {page:,}"])
+    s["b_page"] = page
+    p.view = BrowseView(**{**view.__dict__, "page": page})
+    p.page_rows = page_rows
+
+
+def grid_section(p: Page) -> None:
+    """Sort and order, the count, the cards of this page and the pager; the cards are sent first."""
+    view, rows, page_rows = p.view, p.rows, p.page_rows
+    s1, s2 = st.columns([1, 1.3])  # filled once the cards are out
+    first = (view.page - 1) * view.per_page + 1
+    st.caption(f"**{len(rows):,}** of {len(p.table):,} scored pairs match"
                + (f" · showing {first:,}–{first + len(page_rows) - 1:,}" if len(rows) else "")
-               + (" · inside the scatter selection" if region is not None else ""))
+               + (" · inside the scatter selection" if view.region is not None else ""))
     if rows.empty:
         st.info("No pair matches these filters.", icon=":material/filter_alt_off:")
-    app_curation.tag_errors()
+    curation.tag_errors()
+    has_se = "multimem_se" in p.table.columns
     records = page_rows.to_dict("records")
-    pct = explore.subset_percentiles(app_cache.scores(name), page_rows) if len(page_rows) else []
-    scale = explore.norm_factor(table) if has_se else 1.0
-    cards = []
-    for r, p in zip(records, pct):
-        short = explore.SUBSET_SHORT[r["subset"]]
-        card = app_ui.sample_card(name, r, score=float(r["multimem"]), lines=[
-            f"{explore.ordinal(p)} percentile in {short} · 0 = f and g agree",
+    pct = explain.subset_percentiles(cache.scores(p.name), page_rows) if len(page_rows) else []
+    scale = norm_factor(p.table) if has_se else 1.0
+    for r, q in zip(records, pct):
+        short = SUBSET_SHORT[r["subset"]]
+        card = ui.sample_card(p.name, r, score=float(r["multimem"]), lines=[
+            f"{explain.ordinal(q)} percentile in {short} · 0 = f and g agree",
             f"{short}" + (f" · {r['label']}" if isinstance(r.get("label"), str) else ""),
             f"raw {r['multimem_raw']:+.4f} · cos_f {r['cos_f']:.2f}",
         ])
         se = r.get("multimem_se") if has_se else None
         if se is not None and math.isfinite(float(se)):
             card.score_note = f"± {float(se) * scale:.3f}"
-        card.title = (f"Normalised MultiMem (raw / the run's range): {explore.ordinal(p)} percentile among the "
+        card.title = (f"Normalised MultiMem (raw / the run's range): {explain.ordinal(q)} percentile among the "
                       f"scored {short} pairs; 0 means f and g agree on the pair"
                       + ("; ± one standard error over the run's replicas" if card.score_note else ""))
-        cards.append(card)
-    app_ui.link_grid(cards, [str(r["id"]) for r in records], name, listed=set(listed), tag_list=filters.list,
-                     scroll=st.session_state.get("_b_scroll", 0) if not from_link else 0,
-                     params=explore.order_params(view))
+        p.cards.append(card)
+    ui.link_grid(p.cards, [str(r["id"]) for r in records], p.name, listed=set(p.listed),
+                     tag_list=p.filters.list, scroll=st.session_state.get("_b_scroll", 0) if not p.from_link else 0,
+                     params=views.order_params(view))
     p1, p2, p3, p4 = st.columns([1, 1.4, 1, 1], vertical_alignment="bottom")
-    p1.button("Previous", on_click=go_page, args=(-1,), disabled=page <= 1, icon=":material/chevron_left:",
+    p1.button("Previous", on_click=go_page, args=(-1,), disabled=view.page <= 1, icon=":material/chevron_left:",
               width="stretch")
-    p2.number_input(f"Page (of {pages})", min_value=1, max_value=pages, key="b_page", on_change=paged)
-    p3.selectbox("Per page", explore.PER_PAGE, key="b_n")
-    p4.button("Next", on_click=go_page, args=(1,), disabled=page >= pages, icon=":material/chevron_right:",
+    p2.number_input(f"Page (of {p.pages})", min_value=1, max_value=p.pages, key="b_page", on_change=paged)
+    p3.selectbox("Per page", PER_PAGE, key="b_n")
+    p4.button("Next", on_click=go_page, args=(1,), disabled=view.page >= p.pages, icon=":material/chevron_right:",
               width="stretch")
+    s1.selectbox("Sort by", list(p.sorts), key="b_sort", format_func=p.sorts.get)
+    s2.segmented_control("Order", ["desc", "asc"], key="b_order", required=True,
+                         format_func={"desc": "Most memorized", "asc": "Least memorized"}.get)
 
-# ---- the scatter: every filter but the selection itself
-with left:
+
+def scatter_section(p: Page) -> None:
+    """The scatter of every pair the filters keep (the selection itself aside), as a picture or, when asked for,
+    as the interactive chart whose box or lasso selection filters the grid."""
+    f, region = p.filters, p.view.region
     a1, a2 = st.columns(2)
-    a1.selectbox("x axis", list(columns), key="b_x", format_func=columns.get)
-    a2.selectbox("y axis", list(columns), key="b_y", format_func=columns.get)
-    unselected = table[explore.filter_mask(table, filters, text)]
-    points = explore.scatter_sample(unselected)
-    half = explore.colour_range(points["multimem"])  # symmetric around 0, scaled to the points shown
+    a1.selectbox("x axis", list(p.columns), key="b_x", format_func=p.columns.get)
+    a2.selectbox("y axis", list(p.columns), key="b_y", format_func=p.columns.get)
+    unselected = p.table[select.filter_mask(p.table, f, p.text)]
+    points = select.scatter_sample(unselected)
+    half = colour_range(points["multimem"])  # symmetric around 0, scaled to the points shown
+    p.figures = Later(lambda: [scatter_figure(points, f.x, f.y, half, p.columns, region, p.injected)])
+    if st.session_state["b_live"]:
+        st.plotly_chart(scatter_figure(points, f.x, f.y, half, p.columns, region, p.injected), key=chart_key(),
+                        on_select="rerun", selection_mode=("box", "lasso"), width="stretch")
+    else:
+        show_picture(scatter_picture(points, f.x, f.y, half, p.columns, region, p.injected), "mm-scatter",
+                     f"Scatter of {p.columns[f.y]} against {p.columns[f.x]}, coloured by score")
+    shown = (f"{len(points):,} of {len(unselected):,} points shown" if len(points) < len(unselected)
+             else f"{len(points):,} points")
+    rings = "; black rings: injected mis-captions" if p.injected else ""
+    how = ("Draw a box or lasso to filter the grid." if st.session_state["b_live"]
+           else "Switch the chart on to select points with a box or lasso, zoom, or see each point's caption.")
+    st.caption(f"{shown}{rings}. {how}")
+    b1, b2 = st.columns([3, 2], vertical_alignment="center")
+    b1.toggle("Select on the chart", key="b_live",
+              help="The interactive chart: draw a box or lasso to filter the grid, zoom and pan. Its JavaScript "
+                   "(plotly, 4.7 MB) loads the first time it is shown")
+    if region is not None:
+        b2.button("Clear selection", on_click=clear_selection, icon=":material/close:")
+
+
+def scatter_figure(points: pd.DataFrame, x: str, y: str, half: float, columns: dict[str, str],
+                   region: Region | None, injected: bool):
+    """The interactive chart (and the report's figure): plotly, imported only when one is drawn."""
+    import plotly.graph_objects as go
+
     fig = go.Figure(go.Scattergl(
-        x=points[filters.x], y=points[filters.y], mode="markers",
+        x=points[x], y=points[y], mode="markers",
         text=[html.escape(str(c), quote=False) for c in points["caption"]],  # plotly reads tags in hover text
         hovertemplate="%{text}<br>%{x:.4f}, %{y:.4f}<extra></extra>",
         marker=dict(size=6, color=points["multimem"], colorscale="RdYlBu_r", cmin=-half, cmax=half, cmid=0,
@@ -196,54 +284,227 @@ with left:
             path = "M " + " L ".join(f"{x},{y}" for x, y in zip(region.xs, region.ys)) + " Z"
             fig.add_shape(type="path", path=path, line=dict(color="#888", dash="dash"))
     fig.update_layout(height=420, margin=dict(t=10, l=10, r=10, b=40), dragmode="lasso",
-                      xaxis_title=columns[filters.x], yaxis_title=columns[filters.y])
-    st.plotly_chart(fig, key=chart_key, on_select="rerun", selection_mode=("box", "lasso"), width="stretch")
-    shown = (f"{len(points):,} of {len(unselected):,} points shown" if len(points) < len(unselected)
-             else f"{len(points):,} points")
-    st.caption(f"{shown}{'; black rings: injected mis-captions' if injected else ''}. Draw a box or lasso to "
-               "filter the grid.")
-    if region is not None:
-        st.button("Clear selection", on_click=clear_selection, icon=":material/close:")
+                      xaxis_title=columns[x], yaxis_title=columns[y])
+    return fig
 
-# ---- curation: the list tags go into, exports, removal of a list
-with tools:
-    if review.readonly():
-        st.caption(f":material/visibility: {review.NOTE}")
+
+def curation_section(p: Page) -> None:
+    """The list tags go into, exports of the filtered pairs and of the list, removal of a list."""
+    if review_mode.readonly():
+        st.caption(f":material/visibility: {review_mode.NOTE}")
+    rows, f = p.rows, p.filters
     c1, c2, c3, c4 = st.columns([2, 2, 1.3, 3], vertical_alignment="bottom")
-    c1.selectbox("List (tags go here)", ["", *dict.fromkeys([*lists, *([filters.list] if filters.list else [])])],
+    c1.selectbox("List (tags go here)", ["", *dict.fromkeys([*p.lists, *([f.list] if f.list else [])])],
                  key="b_list", format_func=lambda n: n or "no list",
                  help="Named lists of pairs kept in the run folder (lists/NAME.json); each card's checkbox tags "
                       "its pair into the chosen list")
     c2.text_input("New list", key="b_new_list", placeholder="name, then Enter", on_change=new_list,
-                  disabled=review.readonly(), max_chars=64)
-    c3.toggle("Only this list", key="b_only", disabled=not filters.list,
-              help="Show only the pairs of the chosen list")
+                  disabled=review_mode.readonly(), max_chars=64)
+    c3.toggle("Only this list", key="b_only", disabled=not f.list, help="Show only the pairs of the chosen list")
     with c4:
         st.caption(f"Download the {len(rows):,} filtered pairs")
-        app_curation.downloads(lambda rows=rows: curation.export_table(rows), f"{name}-browse", "b_export",
+        curation.downloads(lambda rows=rows: lists.export_table(rows), f"{p.name}-browse", "b_export",
                                f"Filtered pairs ({len(rows):,})")
-    if filters.list:
+    if f.list:
+        listed = p.listed
         d1, d2 = st.columns([3, 2], vertical_alignment="bottom")
         with d1:
-            st.caption(f"Download list {explore.plain(filters.list)} ({len(listed):,} pairs)")
-            app_curation.downloads(lambda: curation.export_table(app_cache.scores(name), listed),
-                                   f"{name}-{filters.list}", "b_list_export", f"List {filters.list} ({len(listed):,})")
+            st.caption(f"Download list {plain(f.list)} ({len(listed):,} pairs)")
+            curation.downloads(lambda: lists.export_table(cache.scores(p.name), listed),
+                                   f"{p.name}-{f.list}", "b_list_export", f"List {f.list} ({len(listed):,})")
         d2.button(f"Remove these {len(listed):,} and fine-tune f", key="b_remove", icon=":material/healing:",
-                  on_click=app_curation.start_removal, args=(name, filters.list),
-                  disabled=review.readonly() or not listed,
+                  on_click=curation.start_removal, args=(p.name, f.list),
+                  disabled=review_mode.readonly() or not listed,
                   help="Starts the removal mitigation with this list as its ranking: its pairs leave f's training "
                        "data and f is fine-tuned on the rest (multimem mitigate --strategy removal --ranking ids)")
-    app_curation.removal_note()
+    curation.removal_note()
 
-params = explore.browse_params(view)
-app_ui.write_view("browse", params)
-# this page of pairs, the scatter, the run's settings and this view's link, in one HTML file
-app_ui.report_button(
-    report_col, "browse", params, f"Browse: {len(rows):,} pairs, page {page} of {pages}", name, figures=[fig],
-    cards=cards, file_name=f"{name}-browse-p{page}.html",
-    notes=[f"{len(rows):,} of {len(table):,} scored pairs match this view; the cards are page {page} "
-           f"({', '.join(explore.SUBSET_SHORT[s] for s in view.subsets)}, sorted by {sorts[view.sort]}, "
-           f"{'highest' if view.order == 'desc' else 'lowest'} first)."])
-with share_col:
-    app_ui.share("browse", params)
-app_ui.attribution(app_cache.manifest(name))
+
+def link_and_report(p: Page, report_col, share_col) -> None:
+    """The view into the URL, its link, and the view as one HTML file (the page of pairs, the scatter, the run)."""
+    view, rows = p.view, p.rows
+    params = views.browse_params(view)
+    if st.session_state["b_live"]:
+        params["chart"] = INTERACTIVE
+    ui.write_view("browse", params)
+    ui.report_button(
+        report_col, "browse", params, f"Browse: {len(rows):,} pairs, page {view.page} of {p.pages}", p.name,
+        figures=p.figures, cards=p.cards,
+        file_name=f"{p.name}-browse-p{view.page}.html",
+        notes=[f"{len(rows):,} of {len(p.table):,} scored pairs match this view; the cards are page {view.page} "
+               f"({', '.join(SUBSET_SHORT[s] for s in view.subsets)}, sorted by {p.sorts[view.sort]}, "
+               f"{'highest' if view.order == 'desc' else 'lowest'} first)."])
+    with share_col:
+        ui.share("browse", params)
+    ui.attribution(cache.manifest(p.name))
+
+
+# ---- pictures: SVG the page sends with the grid (no chart library in the browser). The same few helpers are in
+# pages/compare.py; they belong together in multimem/app/figures.py.
+
+# RdYlBu reversed (ColorBrewer; plotly's "RdYlBu_r", the interactive chart's scale): −half blue to +half red
+SCALE = ["#313695", "#4575b4", "#74add1", "#abd9e9", "#e0f3f8", "#ffffbf", "#fee090", "#fdae61", "#f46d43", "#d73027",
+         "#a50026"]
+
+
+class Later:
+    """Figures for the report, built only when it is downloaded (report_button iterates them on the click)."""
+
+    def __init__(self, make):
+        self.make = make
+
+    def __iter__(self):
+        return iter(self.make())
+
+
+def ticks(lo: float, hi: float, count: int = 5) -> list[float]:
+    """Round tick values (steps of 1, 2, 2.5 or 5 × a power of ten) within [lo, hi]."""
+    if not hi > lo:
+        return [lo]
+    raw = (hi - lo) / count
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
+    first = math.ceil(lo / step - 1e-9) * step
+    return [round(first + i * step, 12) for i in range(int((hi - first) / step + 1e-9) + 1)]
+
+
+def tick_text(value: float) -> str:
+    return np.format_float_positional(value, precision=6, trim="-").replace("-", "−")
+
+
+def span(*values, pad: float = 0.04) -> tuple[float, float]:
+    """The finite range of the values, widened by `pad` of it on each side."""
+    v = np.concatenate([np.asarray(x, float).ravel() for x in values])
+    v = v[np.isfinite(v)]
+    lo, hi = (float(v.min()), float(v.max())) if len(v) else (0.0, 1.0)
+    margin = (hi - lo) * pad or 0.5
+    return lo - margin, hi + margin
+
+
+@dataclass
+class Axes:
+    """A plot area in an SVG picture: maps values to pixels; `frame` draws grid lines, ticks and titles."""
+
+    x0: float
+    x1: float
+    y0: float
+    y1: float
+    width: int = 420
+    height: int = 380
+    left: int = 62
+    right: int = 16
+    top: int = 12
+    bottom: int = 46
+
+    def px(self, v):
+        inner = self.width - self.left - self.right
+        return self.left + (np.asarray(v, float) - self.x0) / (self.x1 - self.x0) * inner
+
+    def py(self, v):
+        inner = self.height - self.top - self.bottom
+        return self.top + (self.y1 - np.asarray(v, float)) / (self.y1 - self.y0) * inner
+
+    def open(self, css: str) -> str:
+        """The <svg> tag; its text and lines take the colour of the page's text (light or dark theme)."""
+        colour = "#fafafa" if ui.dark_theme() else "#31333f"
+        return (f'<svg xmlns="http://www.w3.org/2000/svg" class="{css}" viewBox="0 0 {self.width} {self.height}" '
+                f'color="{colour}" font-size="12" font-family="Source Sans Pro, sans-serif">'
+                f'<defs><clipPath id="{css}-area"><rect x="{self.left}" y="{self.top}" '
+                f'width="{self.width - self.left - self.right}" height="{self.height - self.top - self.bottom}"/>'
+                "</clipPath></defs>")
+
+    def frame(self, x_title: str, y_title: str) -> str:
+        bottom, right = self.height - self.bottom, self.width - self.right
+        out = []
+        for t in ticks(self.x0, self.x1):
+            x = float(self.px(t))
+            out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{self.top}" y2="{bottom}" stroke="currentColor" '
+                       f'stroke-opacity="0.12"/><text x="{x:.1f}" y="{bottom + 14}" text-anchor="middle" '
+                       f'fill="currentColor" fill-opacity="0.75">{tick_text(t)}</text>')
+        for t in ticks(self.y0, self.y1):
+            y = float(self.py(t))
+            out.append(f'<line x1="{self.left}" x2="{right}" y1="{y:.1f}" y2="{y:.1f}" stroke="currentColor" '
+                       f'stroke-opacity="0.12"/><text x="{self.left - 5}" y="{y + 4:.1f}" text-anchor="end" '
+                       f'fill="currentColor" fill-opacity="0.75">{tick_text(t)}</text>')
+        out.append(f'<rect x="{self.left}" y="{self.top}" width="{right - self.left}" height="{bottom - self.top}" '
+                   'fill="none" stroke="currentColor" stroke-opacity="0.3"/>'
+                   f'<text x="{(self.left + right) / 2}" y="{self.height - 8}" text-anchor="middle" '
+                   f'fill="currentColor">{html.escape(x_title)}</text><text transform="translate(14 '
+                   f'{(self.top + bottom) / 2}) rotate(-90)" text-anchor="middle" fill="currentColor">'
+                   f"{html.escape(y_title)}</text>")
+        return "".join(out)
+
+
+def show_picture(svg: str, css: str, label: str) -> None:
+    """An SVG as an image (a data: URI in the page): the browser decodes it apart from the page's own elements, so
+    3,000 points cost the first paint next to nothing (as inline SVG through Markdown they cost it about half a
+    second of a cold browser's time)."""
+    data = base64.b64encode(svg.encode()).decode("ascii")
+    st.html(f'<img class="{css}" src="data:image/svg+xml;base64,{data}" alt="{html.escape(label)}" '
+            'style="width:100%;height:auto;display:block">')
+
+
+def colours(values: np.ndarray, half: float) -> list[str]:
+    """Hex colours of `values` on SCALE, from −half to +half."""
+    rgb = np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in SCALE], float)
+    stops = np.linspace(0, 1, len(SCALE))
+    at = np.clip(np.asarray(values, float) / (2 * half) + 0.5, 0, 1) if half > 0 else np.full(len(values), 0.5)
+    at = np.nan_to_num(at, nan=0.5)
+    channels = np.stack([np.interp(at, stops, rgb[:, i]) for i in range(3)], axis=1).round().astype(int)
+    return [f"#{r:02x}{g:02x}{b:02x}" for r, g, b in channels]
+
+
+def scatter_picture(points: pd.DataFrame, x: str, y: str, half: float, columns: dict[str, str],
+                    region: Region | None, injected: bool) -> str:
+    """The scatter as an SVG: the same points, colours, rings and selection as the interactive chart."""
+    xs, ys = points[x].to_numpy(float), points[y].to_numpy(float)
+    (x0, x1), (y0, y1) = span(xs, *([region.xs] if region else [])), span(ys, *([region.ys] if region else []))
+    ax = Axes(x0, x1, y0, y1, right=78)  # room for the colour bar
+    h = ax.height - ax.top - ax.bottom
+    out = [ax.open("mm-scatter"),
+           '<defs><linearGradient id="mm-scale" x1="0" y1="1" x2="0" y2="0">'
+           + "".join(f'<stop offset="{i / (len(SCALE) - 1):.2f}" stop-color="{c}"/>' for i, c in enumerate(SCALE))
+           + "</linearGradient></defs>", ax.frame(columns[x], columns[y]), '<g clip-path="url(#mm-scatter-area)">']
+    rings = points["injected"].fillna(False).astype(bool).to_numpy() if injected else np.zeros(len(points), bool)
+    fills = colours(points["multimem"].to_numpy(float), half)
+    for cx, cy, fill, ring in zip(ax.px(xs), ax.py(ys), fills, rings):
+        if math.isfinite(cx) and math.isfinite(cy):
+            edge = ' r="4" stroke="#000" stroke-width="1.2"' if ring else ' r="3"'
+            out.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" fill="{fill}"{edge}/>')
+    if region is not None:  # the selection, dashed, as on the interactive chart
+        style = 'fill="none" stroke="#888" stroke-width="1.5" stroke-dasharray="5 4"'
+        if region.kind == "box":
+            (ax0, ax1), (ay0, ay1) = sorted(ax.px(region.xs)), sorted(ax.py(region.ys))
+            out.append(f'<rect x="{ax0:.1f}" y="{ay0:.1f}" width="{ax1 - ax0:.1f}" height="{ay1 - ay0:.1f}" '
+                       f"{style}/>")
+        else:
+            corners = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(ax.px(region.xs), ax.py(region.ys)))
+            out.append(f'<polygon points="{corners}" {style}/>')
+    out.append("</g>")
+    bar = ax.width - ax.right + 16  # the colour bar: −half (blue) to +half (red), 0 in the middle
+    out.append(f'<rect x="{bar}" y="{ax.top}" width="10" height="{h}" fill="url(#mm-scale)"/>'
+               f'<text x="{bar}" y="{ax.top + h + 14}" fill="currentColor" fill-opacity="0.75">score</text>')
+    for value, at in ((half, ax.top + 4), (0.0, ax.top + h / 2 + 4), (-half, ax.top + h)):
+        out.append(f'<text x="{bar + 14}" y="{at:.1f}" fill="currentColor" fill-opacity="0.75">'
+                   f'{tick_text(float(f"{value:.3g}"))}</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+# The layout is laid out first, then filled grid first: a cold browser draws the cards before the other widgets.
+page = view_from_link()
+title_col, report_col, share_col = st.columns([4, 1, 1], vertical_alignment="bottom")
+title_col.title("Browse pairs")
+filters_row, tools = st.container(), st.container()  # tools: lists, exports and removal
+left, right = st.columns([1.35, 2], gap="medium")
+filters_from_state(page)
+rows_in_view(page)
+with right:
+    grid_section(page)
+with filters_row:
+    filters_section(page)
+with left:
+    scatter_section(page)
+with tools:
+    curation_section(page)
+link_and_report(page, report_col, share_col)

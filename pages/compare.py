@@ -1,154 +1,241 @@
-"""Compare: two runs (e.g. a baseline and a mitigated run) on one scale, never on per-run ranges."""
-import html
+"""Compare: two runs (e.g. a baseline and a mitigated run) on one scale, never on per-run ranges.
 
+The figures are sent as pictures (SVG images) with the page; the interactive charts (plotly: zoom, pan, hover; its
+4.7 MB of JavaScript held back the whole page's first paint by seconds in a cold browser) load when asked for
+(`chart=interactive` in the link). docs/benchmarks.md, "Dashboard", has the figures."""
+from __future__ import annotations
+
+import base64
+import html
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
-from multimem import app_cache, app_ui, explore
-from multimem.splits import CANDIDATE
+from multimem import summary
+from multimem.app import cache, compare, figures, ui, views
+from multimem.app.columns import SCORED_SUBSETS, SUBSET_LABELS, SUBSET_SHORT
+from multimem.data.splits import CANDIDATE
 
-name = app_ui.page_run()
+P = views.plain
+INTERACTIVE = "interactive"  # chart=interactive: the plotly charts instead of the pictures
+PAIR_POINTS, PAIR_MOVERS = 3000, 300  # the per-pair scatter: at most this many points, the largest moves always in
+A_COLOUR, B_COLOUR = "#1f77b4", "#d62728"
 
-runs = app_cache.scored_runs()
-others = [r for r in runs if r != name]
-st.title("Compare runs")
-if not others:
-    st.info("Compare needs a second scored run: for example `python -m multimem demo --fast --name other --seed 1`, "
-            "a mitigated run, or a run scored from your own checkpoints.", icon=":material/info:")
-    st.stop()
 
-query = app_ui.page_query("compare")
-problems: list[str] = []
-asked_b = (query.get("vs") or [None])[-1]
-wanted_b = explore.parse_run_name(asked_b, others, problems,
-                                  app_cache.unscored_runs() if asked_b and asked_b not in others else None)
-mode = (query.get("norm") or ["shared"])[-1]
-if mode not in explore.COMPARE_MODES:
-    problems.append(f"'norm={explore.plain(mode)}' is not one of {', '.join(explore.COMPARE_MODES)}; using shared")
-    mode = "shared"
-subset = (query.get("subset") or [CANDIDATE])[-1]
-if subset not in explore.SCORED_SUBSETS:
-    problems.append(f"unknown subset '{explore.plain(subset)}'; using {CANDIDATE}")
-    subset = CANDIDATE
-run_list = app_cache.run_table()
-parent_of = dict(zip(run_list["name"], run_list["parent"])) if not run_list.empty else {}
-parent = parent_of.get(name)
-children = [r for r in others if parent_of.get(r) == name]
-# the other run by default: the run this one derives from, else one derived from it, else the first other run
-default_b = parent if parent in others else (children[0] if children else others[0])
-app_ui.seed("compare", {"c_b": wanted_b or default_b, "c_mode": mode, "c_subset": subset})
-if st.session_state["c_b"] not in others:
-    st.session_state["c_b"] = others[0]
-b = st.session_state["c_b"]
-# which run is A, the baseline: the ancestor when one run derives from the other, else the sidebar's run; `base`
-# in the link (or the swap button) says otherwise
-default_base = explore.baseline_of(name, b, parent_of)
-asked_base = (query.get("base") or [None])[-1]
-if app_ui.url_changed("compare"):
-    swap = False
-    if asked_base:
-        if asked_base in (name, b):
-            swap = asked_base != default_base
-        else:
-            problems.append(f"'base={explore.plain(asked_base)}' is neither of the compared runs; "
-                            f"using {explore.plain(default_base, None)} as run A")
-    st.session_state["c_swap"] = swap
-elif st.session_state.get("_c_pair") != (name, b):  # another pair of runs: its own default order
-    st.session_state["c_swap"] = False
-st.session_state["_c_pair"] = (name, b)
-app_ui.show_problems(problems)
+@dataclass
+class Pair:
+    """The two runs compared (A is the baseline), the scale they are compared on, and what the sections share."""
+
+    name: str
+    b: str
+    run_a: str
+    run_b: str
+    default_base: str
+    mode: str
+    role: dict[str, str]
+    others: list[str]
+    controls: object = None
+    A: pd.DataFrame | None = None
+    B: pd.DataFrame | None = None
+    value_range: float = 1.0
+    figures: list = field(default_factory=list)  # makers of this view's plotly figures, for its report
 
 
 def swap_runs() -> None:
     st.session_state["c_swap"] = not st.session_state.get("c_swap", False)
 
 
-other_of = {name: b, b: name}
-run_a = other_of[default_base] if st.session_state.get("c_swap") else default_base
-run_b = other_of[run_a]
-derived = {r for r in (run_a, run_b) if other_of[r] in explore.lineage_chain(r, parent_of)}
+def pair_from_link(name: str) -> Pair:
+    """The other run, which of the two is A, the scale and the subset: from the URL when it changed from outside,
+    else from the widgets; stops with a hint when there is no second run."""
+    runs = cache.scored_runs()
+    others = [r for r in runs if r != name]
+    st.title("Compare runs")
+    if not others:
+        st.info("Compare needs a second scored run: for example `python -m multimem demo --fast --name other "
+                "--seed 1`, a mitigated run, or a run scored from your own checkpoints.", icon=":material/info:")
+        st.stop()
+    query = ui.page_query("compare")
+    problems: list[str] = []
+    asked_b = (query.get("vs") or [None])[-1]
+    wanted_b = views.parse_run_name(asked_b, others, problems,
+                                      cache.unscored_runs() if asked_b and asked_b not in others else None)
+    mode = (query.get("norm") or ["shared"])[-1]
+    if mode not in compare.COMPARE_MODES:
+        problems.append(f"'norm={P(mode)}' is not one of {', '.join(compare.COMPARE_MODES)}; using shared")
+        mode = "shared"
+    subset = (query.get("subset") or [CANDIDATE])[-1]
+    if subset not in SCORED_SUBSETS:
+        problems.append(f"unknown subset '{P(subset)}'; using {CANDIDATE}")
+        subset = CANDIDATE
+    chart = (query.get("chart") or [""])[-1]
+    if chart not in ("", INTERACTIVE):
+        problems.append(f"'chart={P(chart)}' is not '{INTERACTIVE}'; showing the figures as pictures")
+    run_list = cache.run_table()
+    parent_of = dict(zip(run_list["name"], run_list["parent"])) if not run_list.empty else {}
+    parent = parent_of.get(name)
+    children = [r for r in others if parent_of.get(r) == name]
+    # the other run by default: the run this one derives from, else one derived from it, else the first other run
+    default_b = parent if parent in others else (children[0] if children else others[0])
+    ui.seed("compare", {"c_b": wanted_b or default_b, "c_mode": mode, "c_subset": subset,
+                            "c_live": chart == INTERACTIVE})
+    if st.session_state["c_b"] not in others:
+        st.session_state["c_b"] = others[0]
+    b = st.session_state["c_b"]
+    # which run is A, the baseline: the ancestor when one run derives from the other, else the sidebar's run;
+    # `base` in the link (or the swap button) says otherwise
+    default_base = compare.baseline_of(name, b, parent_of)
+    asked_base = (query.get("base") or [None])[-1]
+    if ui.url_changed("compare"):
+        swap = False
+        if asked_base:
+            if asked_base in (name, b):
+                swap = asked_base != default_base
+            else:
+                problems.append(f"'base={P(asked_base)}' is neither of the compared runs; "
+                                f"using {P(default_base, None)} as run A")
+        st.session_state["c_swap"] = swap
+    elif st.session_state.get("_c_pair") != (name, b):  # another pair of runs: its own default order
+        st.session_state["c_swap"] = False
+    st.session_state["_c_pair"] = (name, b)
+    ui.show_problems(problems)
 
-c1, c2, c3 = st.columns([2, 3, 1])
-c1.selectbox("Compare the sidebar's run with", others, key="c_b",
-             help="Any two runs in the runs folder: a baseline and its mitigated runs, other seeds or settings, or "
-                  "runs scored from checkpoints trained elsewhere.")
-c2.radio("Compare on", list(explore.COMPARE_MODES), key="c_mode", format_func=explore.COMPARE_MODES.get,
-         help="A range taken per run rescales each run differently and can hide or invent a change (METHOD.md)")
-mode = st.session_state["c_mode"]
-P = explore.plain
-role = {r: (" (baseline)" if other_of[r] in derived else f" (derived from {P(other_of[r], None)})" if r in derived
-            else "") for r in (run_a, run_b)}
-a1, a2 = st.columns([5, 1], vertical_alignment="center")
-a1.markdown(f"**Run A:** {P(run_a, None)}{role[run_a]} · **Run B:** {P(run_b, None)}{role[run_b]}")
-a2.button("Swap A and B", on_click=swap_runs, icon=":material/swap_horiz:", key="c_swap_button", width="stretch")
+    other_of = {name: b, b: name}
+    run_a = other_of[default_base] if st.session_state.get("c_swap") else default_base
+    run_b = other_of[run_a]
+    derived = {r for r in (run_a, run_b) if other_of[r] in compare.lineage_chain(r, parent_of)}
+    role = {r: (" (baseline)" if other_of[r] in derived else f" (derived from {P(other_of[r], None)})"
+                if r in derived else "") for r in (run_a, run_b)}
+    return Pair(name=name, b=b, run_a=run_a, run_b=run_b, default_base=default_base, mode=mode, role=role,
+                others=others)
 
-A, B = app_cache.scores(run_a), app_cache.scores(run_b)
-value_range = explore.shared_range(A, B)
-scale = ("raw differences CMC_f − CMC_g (no normalisation)" if mode == "raw"
-         else f"raw differences divided by one shared range, {value_range:.5f} (max − min over both runs' scored sets)")
-st.info(f"Both runs are compared on **{scale}**, not on each run's own range.", icon=":material/straighten:")
 
-# ---- means, their change with its 95% interval, and the relative change
-means = explore.subset_means(A, B, mode, value_range)
-changes = app_cache.subset_changes(run_a, run_b)
-divisor = 1.0 if mode == "raw" else value_range
-cols = st.columns(3)
-for col, rec, s in zip(cols, means.to_dict("records"), explore.SCORED_SUBSETS):
-    rel = rec["relative change"]
-    iv = explore.scaled(changes[s], divisor)
-    col.metric(f"Mean on {rec['subset']}: B", f"{rec['B']:+.4f}",
-               delta=None if rel is None else f"{rel * 100:+.1f}% vs A ({rec['A']:+.4f})", delta_color="inverse",
-               help=f"B is {run_b}, A is {run_a}. Change B − A with its 95% interval: {iv.text(4)}")
-    col.caption("change B − A " + iv.text(4).replace("-", "−"))
-st.markdown("\n".join(f"- {explore.change_sentence(s, changes[s], run_a, run_b, divisor)}"
-                       for s in explore.SCORED_SUBSETS))
-paired = [explore.SUBSET_SHORT[s] for s in explore.SCORED_SUBSETS if changes[s]["paired"]]
-k_a, k_b = changes[CANDIDATE]["replicas_a"], changes[CANDIDATE]["replicas_b"]
-noise = ("" if min(k_a, k_b) > 1 else " With one replica" + (" in a run" if max(k_a, k_b) > 1 else " per run")
-         + ", the interval holds sampling noise only, not training noise (`--replicas K` trains K seeds of f and g).")
-st.caption(
-    "95% percentile bootstrap intervals of the change B − A, over samples"
-    + (f" (paired by sample id on {', '.join(paired)}: both runs scored the same samples)" if paired
-       else " (each run's own: the runs scored different samples)")
-    + f" and over replicas ({P(run_a, None)}: {k_a}, {P(run_b, None)}: {k_b})."
-    + " A change whose interval covers 0 is within noise." + noise)
-means = means.assign(**{"change low": [explore.scaled(changes[s], divisor).low for s in explore.SCORED_SUBSETS],
-                        "change high": [explore.scaled(changes[s], divisor).high for s in explore.SCORED_SUBSETS],
-                        "within noise": [explore.scaled(changes[s], divisor).within_noise
-                                         for s in explore.SCORED_SUBSETS]})
-means = means[["subset", "A", "B", "change", "change low", "change high", "within noise", "relative change"]]
-formats = {"A": "{:+.5f}", "B": "{:+.5f}", "change": "{:+.5f}", "change low": "{:+.5f}", "change high": "{:+.5f}",
-           "relative change": "{:+.1%}"}
-st.dataframe(means.style.format(formats, na_rep="–"), hide_index=True, width="stretch")
+def runs_section(pair: Pair) -> None:
+    """The other run, the scale, which run is A; then both runs' tables and their one shared range."""
+    c1, c2, c3 = st.columns([2, 3, 1])
+    c1.selectbox("Compare the sidebar's run with", pair.others, key="c_b",
+                 help="Any two runs in the runs folder: a baseline and its mitigated runs, other seeds or settings, "
+                      "or runs scored from checkpoints trained elsewhere.")
+    c2.radio("Compare on", list(compare.COMPARE_MODES), key="c_mode", format_func=compare.COMPARE_MODES.get,
+             help="A range taken per run rescales each run differently and can hide or invent a change (METHOD.md)")
+    pair.mode = st.session_state["c_mode"]
+    pair.controls = c3
+    a1, a2 = st.columns([5, 1], vertical_alignment="center")
+    a1.markdown(f"**Run A:** {P(pair.run_a, None)}{pair.role[pair.run_a]} · "
+                f"**Run B:** {P(pair.run_b, None)}{pair.role[pair.run_b]}")
+    a2.button("Swap A and B", on_click=swap_runs, icon=":material/swap_horiz:", key="c_swap_button",
+              width="stretch")
+    pair.A, pair.B = cache.scores(pair.run_a), cache.scores(pair.run_b)
+    pair.value_range = summary.shared_range(pair.A, pair.B)
+    scale = ("raw differences CMC_f − CMC_g (no normalisation)" if pair.mode == "raw"
+             else f"raw differences divided by one shared range, {pair.value_range:.5f} (max − min over both runs' "
+                  "scored sets)")
+    st.info(f"Both runs are compared on **{scale}**, not on each run's own range.", icon=":material/straighten:")
 
-# ---- overlaid distributions
-st.subheader("Score distributions")
-st.segmented_control("Subset", list(explore.SCORED_SUBSETS), key="c_subset", required=True,
-                     format_func=explore.SUBSET_LABELS.get)
-subset = st.session_state["c_subset"]
-params = {"vs": b, "base": run_a if run_a != default_base else None, "norm": mode,
-          "subset": subset if subset != CANDIDATE else None}
-app_ui.write_view("compare", params)
-with c3:
-    app_ui.share("compare", params)
-va = explore.compare_values(A, mode, value_range)[A["subset"] == subset].to_numpy(float)
-vb = explore.compare_values(B, mode, value_range)[B["subset"] == subset].to_numpy(float)
-both = pd.concat([pd.Series(va), pd.Series(vb)])
-fig = go.Figure()
-for label, values, colour in ((f"A: {run_a}", va, "#1f77b4"), (f"B: {run_b}", vb, "#d62728")):
-    if len(values):
-        x, counts, width = explore.histogram(values, 40, float(both.min()), float(both.max()))
+
+def means_section(pair: Pair) -> None:
+    """Each subset's mean in both runs, the change B − A with its 95% interval, and the relative change."""
+    run_a, run_b, mode = pair.run_a, pair.run_b, pair.mode
+    means = compare.compare_means(pair.A, pair.B, mode, pair.value_range)
+    changes = cache.subset_changes(run_a, run_b)
+    divisor = 1.0 if mode == "raw" else pair.value_range
+    intervals = {s: compare.scaled(changes[s], divisor) for s in SCORED_SUBSETS}
+    for col, rec, s in zip(st.columns(3), means.to_dict("records"), SCORED_SUBSETS):
+        rel = rec["relative change"]
+        iv = intervals[s]
+        col.metric(f"Mean on {rec['subset']}: B", f"{rec['B']:+.4f}",
+                   delta=None if rel is None else f"{rel * 100:+.1f}% vs A ({rec['A']:+.4f})", delta_color="inverse",
+                   help=f"B is {run_b}, A is {run_a}. Change B − A with its 95% interval: {iv.text(4)}")
+        col.caption("change B − A " + iv.text(4).replace("-", "−"))
+    st.markdown("\n".join(f"- {compare.change_sentence(s, changes[s], run_a, run_b, divisor)}"
+                           for s in SCORED_SUBSETS))
+    paired = [SUBSET_SHORT[s] for s in SCORED_SUBSETS if changes[s]["paired"]]
+    k_a, k_b = changes[CANDIDATE]["replicas_a"], changes[CANDIDATE]["replicas_b"]
+    noise = ("" if min(k_a, k_b) > 1 else " With one replica" + (" in a run" if max(k_a, k_b) > 1 else " per run")
+             + ", the interval holds sampling noise only, not training noise (`--replicas K` trains K seeds of f "
+               "and g).")
+    st.caption(
+        "95% percentile bootstrap intervals of the change B − A, over samples"
+        + (f" (paired by sample id on {', '.join(paired)}: both runs scored the same samples)" if paired
+           else " (each run's own: the runs scored different samples)")
+        + f" and over replicas ({P(run_a, None)}: {k_a}, {P(run_b, None)}: {k_b})."
+        + " A change whose interval covers 0 is within noise." + noise)
+    means = means.assign(**{"change low": [intervals[s].low for s in SCORED_SUBSETS],
+                            "change high": [intervals[s].high for s in SCORED_SUBSETS],
+                            "within noise": [intervals[s].within_noise for s in SCORED_SUBSETS]})
+    means = means[["subset", "A", "B", "change", "change low", "change high", "within noise", "relative change"]]
+    formats = {"A": "{:+.5f}", "B": "{:+.5f}", "change": "{:+.5f}", "change low": "{:+.5f}",
+               "change high": "{:+.5f}", "relative change": "{:+.1%}"}
+    st.dataframe(means.style.format(formats, na_rep="–"), hide_index=True, width="stretch")
+
+
+def distributions_section(pair: Pair) -> None:
+    """Both runs' score histograms of one subset, overlaid on the same bins (40 bars each, not the scores)."""
+    st.subheader("Score distributions")
+    s1, s2 = st.columns([4, 1], vertical_alignment="center")
+    s1.segmented_control("Subset", list(SCORED_SUBSETS), key="c_subset", required=True,
+                         format_func=SUBSET_LABELS.get)
+    s2.toggle("Interactive charts", key="c_live",
+              help="Zoom, pan and hover on the figures (plotly: 4.7 MB of JavaScript, loaded the first time)")
+    subset = st.session_state["c_subset"]
+    A, B, mode, value_range = pair.A, pair.B, pair.mode, pair.value_range
+    va = compare.compare_values(A, mode, value_range)[A["subset"] == subset].to_numpy(float)
+    vb = compare.compare_values(B, mode, value_range)[B["subset"] == subset].to_numpy(float)
+    both = np.concatenate([va, vb])
+    both = both[np.isfinite(both)]
+    bars = [(f"{tag}: {run}", *figures.histogram(values, 40, float(both.min()), float(both.max())), colour)
+            for tag, run, values, colour in (("A", pair.run_a, va, A_COLOUR), ("B", pair.run_b, vb, B_COLOUR))
+            if len(values) and len(both)]
+    x_title = "MultiMem (" + ("raw" if mode == "raw" else "shared range") + ")"
+    if st.session_state["c_live"]:
+        st.plotly_chart(distributions_figure(bars, x_title), width="stretch")
+    else:
+        show_picture(bars_picture(bars, x_title), "mm-bars", f"Histograms of both runs' scores ({x_title})")
+    pair.figures.append(lambda: distributions_figure(bars, x_title))
+
+
+def distributions_figure(bars: list, x_title: str):
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for label, x, counts, width, colour in bars:
         fig.add_bar(x=x, y=counts, width=width, name=label, marker_color=colour, opacity=0.55)
-fig.update_layout(barmode="overlay", height=320, margin=dict(t=10, b=40), yaxis_title="pairs",
-                  xaxis_title="MultiMem (" + ("raw" if mode == "raw" else "shared range") + ")",
-                  legend=dict(orientation="h", y=1.1))
-st.plotly_chart(fig, width="stretch")
-report_figures = [fig]  # the figures of this view, for its report
+    fig.update_layout(barmode="overlay", height=320, margin=dict(t=10, b=40), yaxis_title="pairs",
+                      xaxis_title=x_title, legend=dict(orientation="h", y=1.1))
+    return fig
 
-# ---- utility side by side
-ua, ub = app_cache.manifest(run_a).get("utility") or {}, app_cache.manifest(run_b).get("utility") or {}
-if ua.get("f") and ub.get("f"):
+
+def bars_picture(bars: list, x_title: str) -> str:
+    """The overlaid histograms as an SVG, with a legend."""
+    if not bars:
+        return ""
+    lo = min(float(x[0] - w / 2) for _, x, _, w, _ in bars)
+    hi = max(float(x[-1] + w / 2) for _, x, _, w, _ in bars)
+    top = max(int(c.max()) for _, _, c, _, _ in bars) or 1
+    ax = Axes(lo, hi, 0, top * 1.05, width=960, height=300, left=70, top=28)
+    out = [ax.open("mm-bars"), ax.frame(x_title, "pairs")]
+    base = float(ax.py(0))
+    for i, (label, x, counts, width, colour) in enumerate(bars):
+        out.append(f'<rect x="{ax.left + 320 * i}" y="6" width="12" height="12" fill="{colour}" fill-opacity="0.55"/>'
+                   f'<text x="{ax.left + 320 * i + 16}" y="16" fill="currentColor">{html.escape(label[:48])}</text>')
+        for centre, count in zip(x, counts):
+            if count:
+                x0, x1, y = float(ax.px(centre - width / 2)), float(ax.px(centre + width / 2)), float(ax.py(count))
+                out.append(f'<rect x="{x0:.1f}" y="{y:.1f}" width="{x1 - x0:.1f}" height="{base - y:.1f}" '
+                           f'fill="{colour}" fill-opacity="0.55"/>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def utility_section(pair: Pair) -> None:
+    """Retrieval and zero-shot figures of f and g in both runs, on the held-out S_E."""
+    ua = cache.manifest(pair.run_a).get("utility") or {}
+    ub = cache.manifest(pair.run_b).get("utility") or {}
+    if not (ua.get("f") and ub.get("f")):
+        return
     st.subheader("Utility on S_E")
     keys = [k for k in ua["f"] if "R@" in k or k == "zero_shot_top1"]
     util = pd.DataFrame({f"{run} {tag}": [(u.get(tag) or {}).get(k) for k in keys]
@@ -156,30 +243,81 @@ if ua.get("f") and ub.get("f"):
     util["B f − A f"] = util["B f"] - util["A f"]
     st.dataframe(util.style.format("{:.3f}", na_rep="–"), width="stretch")
 
-# ---- per sample, where both runs scored the same candidates
-joined = explore.compare_join(A, B, mode, value_range)
-st.subheader("Per pair")
-if joined.empty:
-    st.caption("The two runs share no candidate pairs (different data or split), so there is no per-pair view.")
-else:
-    left, right = st.columns([1, 1.3])
-    lim = [float(min(joined["A"].min(), joined["B"].min())), float(max(joined["A"].max(), joined["B"].max()))]
+
+def pair_points(joined: pd.DataFrame, limit: int = PAIR_POINTS, movers: int = PAIR_MOVERS) -> pd.DataFrame:
+    """The points the per-pair scatter draws: all when there are few, else the `movers` largest moves and a
+    seeded sample of the rest (`joined` comes sorted by the size of the move)."""
+    if len(joined) <= limit:
+        return joined
+    rest = joined.iloc[movers:].sample(n=limit - movers, random_state=0)
+    return pd.concat([joined.iloc[:movers], rest])
+
+
+def pair_traces(points: pd.DataFrame):
+    """(label, colour, rows) per colour: clean candidates blue, injected mis-captions red."""
+    injected = points["injected"].fillna(False).astype(bool)
+    return [(label, colour, points[injected == flag]) for flag, colour, label in
+            ((False, A_COLOUR, "candidates"), (True, B_COLOUR, "injected mis-captions")) if (injected == flag).any()]
+
+
+def pairs_figure(points: pd.DataFrame, lim: list[float], run_a: str, run_b: str):
+    import plotly.graph_objects as go
+
     sc = go.Figure()
-    sc.add_scatter(x=joined["A"], y=joined["B"], mode="markers",
-                   text=[html.escape(str(c), quote=False) for c in joined["caption"]],  # plotly reads tags
-                   marker=dict(size=6, color=joined["injected"].map({True: "#d62728", False: "#1f77b4"})),
-                   hovertemplate="%{text}<br>A %{x:.4f} · B %{y:.4f}<extra></extra>", name="candidates")
+    for label, colour, part in pair_traces(points):  # one trace per colour: no colour per point to send or check
+        sc.add_scattergl(x=part["A"], y=part["B"], mode="markers", name=label,
+                         text=[html.escape(str(c), quote=False) for c in part["caption"]],  # plotly reads tags
+                         marker=dict(size=6, color=colour),
+                         hovertemplate="%{text}<br>A %{x:.4f} · B %{y:.4f}<extra></extra>")
     sc.add_scatter(x=lim, y=lim, mode="lines", line=dict(dash="dot", color="#999"), name="no change")
     sc.update_layout(height=380, margin=dict(t=10, b=40), xaxis_title=f"A: {run_a}", yaxis_title=f"B: {run_b}",
                      showlegend=False)
-    left.plotly_chart(sc, width="stretch")
-    report_figures.append(sc)
+    return sc
+
+
+def pairs_picture(points: pd.DataFrame, lim: list[float], run_a: str, run_b: str) -> str:
+    """Each pair's score in A against B as an SVG, the line of no change dotted."""
+    lo, hi = span(np.asarray(lim))
+    ax = Axes(lo, hi, lo, hi)
+    out = [ax.open("mm-pairs"),
+           ax.frame(f"A: {run_a}", f"B: {run_b}"), '<g clip-path="url(#mm-pairs-area)">',
+           f'<line x1="{float(ax.px(lim[0])):.1f}" y1="{float(ax.py(lim[0])):.1f}" x2="{float(ax.px(lim[1])):.1f}" '
+           f'y2="{float(ax.py(lim[1])):.1f}" stroke="#999" stroke-dasharray="2 3"/>']
+    for _, colour, part in pair_traces(points):
+        xs, ys = part["A"].to_numpy(float), part["B"].to_numpy(float)
+        for cx, cy in zip(ax.px(xs), ax.py(ys)):
+            if math.isfinite(cx) and math.isfinite(cy):
+                out.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="3" fill="{colour}"/>')
+    out.append("</g></svg>")
+    return "".join(out)
+
+
+def per_pair_section(pair: Pair) -> None:
+    """Where both runs scored the same candidates: each pair's score in A against B, and the pairs that moved most."""
+    run_a, run_b = pair.run_a, pair.run_b
+    joined = compare.compare_join(pair.A, pair.B, pair.mode, pair.value_range)
+    st.subheader("Per pair")
+    if joined.empty:
+        st.caption("The two runs share no candidate pairs (different data or split), so there is no per-pair view.")
+        return
+    left, right = st.columns([1, 1.3])
+    lim = [float(min(joined["A"].min(), joined["B"].min())), float(max(joined["A"].max(), joined["B"].max()))]
+    points = pair_points(joined)
+    with left:
+        if st.session_state["c_live"]:
+            st.plotly_chart(pairs_figure(points, lim, run_a, run_b), width="stretch")
+        else:
+            show_picture(pairs_picture(points, lim, run_a, run_b), "mm-pairs",
+                         f"Each candidate's score in {run_a} (A) against {run_b} (B)")
+    pair.figures.append(lambda: pairs_figure(points, lim, run_a, run_b))
     marked = "; red: injected mis-captions" if joined["injected"].any() else ""
-    left.caption(f"{len(joined):,} candidates scored in both runs{marked}. Below the line: less memorized in "
-                 f"{explore.plain(run_b, None)} (B) than in {explore.plain(run_a, None)} (A).")
+    drawn = (f" ({len(points):,} drawn: the {PAIR_MOVERS:,} that moved most and a random sample of the rest)"
+             if len(points) < len(joined) else "")
+    left.caption(f"{len(joined):,} candidates scored in both runs{drawn}{marked}. Below the line: less memorized "
+                 f"in {P(run_b, None)} (B) than in {P(run_a, None)} (A).")
     moved = joined.head(30).assign(
-        open_a=lambda d: [explore.link("sample", {"run": run_a, "id": i}) for i in d["id"]],
-        open_b=lambda d: [explore.link("sample", {"run": run_b, "id": i}) for i in d["id"]],
+        open_a=lambda d: [views.link("sample", {"run": run_a, "id": i}) for i in d["id"]],
+        open_b=lambda d: [views.link("sample", {"run": run_b, "id": i}) for i in d["id"]],
     )
     right.markdown("**The pairs whose score moved most**")
     right.dataframe(
@@ -193,8 +331,136 @@ else:
             "open_b": st.column_config.LinkColumn(f"in B ({run_b})", display_text="open"),
         },
     )
-app_ui.attribution(app_cache.manifest(run_a))
-app_ui.report_button(c3, "compare", params, f"Compare {run_a} (A) with {run_b} (B)", run_b,
-                     figures=report_figures,
-                     notes=[f"Run A: {run_a}; run B: {run_b}; compared on "
-                            f"{'raw differences' if mode == 'raw' else 'one shared normalisation range'}."])
+
+
+def link_and_report(pair: Pair) -> None:
+    """The view into the URL, its link, and the view as one HTML file (its figures built on the download)."""
+    subset = st.session_state["c_subset"]
+    params = {"vs": pair.b, "base": pair.run_a if pair.run_a != pair.default_base else None, "norm": pair.mode,
+              "subset": subset if subset != CANDIDATE else None,
+              "chart": INTERACTIVE if st.session_state["c_live"] else None}
+    ui.write_view("compare", params)
+    with pair.controls:
+        ui.share("compare", params)
+    ui.attribution(cache.manifest(pair.run_a))
+    ui.report_button(pair.controls, "compare", params, f"Compare {pair.run_a} (A) with {pair.run_b} (B)",
+                         pair.run_b, figures=Later(lambda: [make() for make in pair.figures]),
+                         notes=[f"Run A: {pair.run_a}; run B: {pair.run_b}; compared on "
+                                f"{'raw differences' if pair.mode == 'raw' else 'one shared normalisation range'}."])
+
+
+# ---- pictures: SVG the page sends with the grid (no chart library in the browser). The same few helpers are in
+# pages/browse.py; they belong together in multimem/app/figures.py.
+
+# RdYlBu reversed (ColorBrewer; plotly's "RdYlBu_r", the interactive chart's scale): −half blue to +half red
+SCALE = ["#313695", "#4575b4", "#74add1", "#abd9e9", "#e0f3f8", "#ffffbf", "#fee090", "#fdae61", "#f46d43", "#d73027",
+         "#a50026"]
+
+
+class Later:
+    """Figures for the report, built only when it is downloaded (report_button iterates them on the click)."""
+
+    def __init__(self, make):
+        self.make = make
+
+    def __iter__(self):
+        return iter(self.make())
+
+
+def ticks(lo: float, hi: float, count: int = 5) -> list[float]:
+    """Round tick values (steps of 1, 2, 2.5 or 5 × a power of ten) within [lo, hi]."""
+    if not hi > lo:
+        return [lo]
+    raw = (hi - lo) / count
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
+    first = math.ceil(lo / step - 1e-9) * step
+    return [round(first + i * step, 12) for i in range(int((hi - first) / step + 1e-9) + 1)]
+
+
+def tick_text(value: float) -> str:
+    return np.format_float_positional(value, precision=6, trim="-").replace("-", "−")
+
+
+def span(*values, pad: float = 0.04) -> tuple[float, float]:
+    """The finite range of the values, widened by `pad` of it on each side."""
+    v = np.concatenate([np.asarray(x, float).ravel() for x in values])
+    v = v[np.isfinite(v)]
+    lo, hi = (float(v.min()), float(v.max())) if len(v) else (0.0, 1.0)
+    margin = (hi - lo) * pad or 0.5
+    return lo - margin, hi + margin
+
+
+@dataclass
+class Axes:
+    """A plot area in an SVG picture: maps values to pixels; `frame` draws grid lines, ticks and titles."""
+
+    x0: float
+    x1: float
+    y0: float
+    y1: float
+    width: int = 420
+    height: int = 380
+    left: int = 62
+    right: int = 16
+    top: int = 12
+    bottom: int = 46
+
+    def px(self, v):
+        inner = self.width - self.left - self.right
+        return self.left + (np.asarray(v, float) - self.x0) / (self.x1 - self.x0) * inner
+
+    def py(self, v):
+        inner = self.height - self.top - self.bottom
+        return self.top + (self.y1 - np.asarray(v, float)) / (self.y1 - self.y0) * inner
+
+    def open(self, css: str) -> str:
+        """The <svg> tag; its text and lines take the colour of the page's text (light or dark theme)."""
+        colour = "#fafafa" if ui.dark_theme() else "#31333f"
+        return (f'<svg xmlns="http://www.w3.org/2000/svg" class="{css}" viewBox="0 0 {self.width} {self.height}" '
+                f'color="{colour}" font-size="12" font-family="Source Sans Pro, sans-serif">'
+                f'<defs><clipPath id="{css}-area"><rect x="{self.left}" y="{self.top}" '
+                f'width="{self.width - self.left - self.right}" height="{self.height - self.top - self.bottom}"/>'
+                "</clipPath></defs>")
+
+    def frame(self, x_title: str, y_title: str) -> str:
+        bottom, right = self.height - self.bottom, self.width - self.right
+        out = []
+        for t in ticks(self.x0, self.x1):
+            x = float(self.px(t))
+            out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{self.top}" y2="{bottom}" stroke="currentColor" '
+                       f'stroke-opacity="0.12"/><text x="{x:.1f}" y="{bottom + 14}" text-anchor="middle" '
+                       f'fill="currentColor" fill-opacity="0.75">{tick_text(t)}</text>')
+        for t in ticks(self.y0, self.y1):
+            y = float(self.py(t))
+            out.append(f'<line x1="{self.left}" x2="{right}" y1="{y:.1f}" y2="{y:.1f}" stroke="currentColor" '
+                       f'stroke-opacity="0.12"/><text x="{self.left - 5}" y="{y + 4:.1f}" text-anchor="end" '
+                       f'fill="currentColor" fill-opacity="0.75">{tick_text(t)}</text>')
+        out.append(f'<rect x="{self.left}" y="{self.top}" width="{right - self.left}" height="{bottom - self.top}" '
+                   'fill="none" stroke="currentColor" stroke-opacity="0.3"/>'
+                   f'<text x="{(self.left + right) / 2}" y="{self.height - 8}" text-anchor="middle" '
+                   f'fill="currentColor">{html.escape(x_title)}</text><text transform="translate(14 '
+                   f'{(self.top + bottom) / 2}) rotate(-90)" text-anchor="middle" fill="currentColor">'
+                   f"{html.escape(y_title)}</text>")
+        return "".join(out)
+
+
+def show_picture(svg: str, css: str, label: str) -> None:
+    """An SVG as an image (a data: URI in the page): the browser decodes it apart from the page's own elements, so
+    3,000 points cost the first paint next to nothing (as inline SVG through Markdown they cost it about half a
+    second of a cold browser's time)."""
+    data = base64.b64encode(svg.encode()).decode("ascii")
+    st.html(f'<img class="{css}" src="data:image/svg+xml;base64,{data}" alt="{html.escape(label)}" '
+            'style="width:100%;height:auto;display:block">')
+
+
+name = ui.page_run()
+pair = pair_from_link(name)
+runs_section(pair)
+means = st.container()  # filled last: on a pair's first view its bootstrap intervals take the longest
+distributions_section(pair)
+utility_section(pair)
+per_pair_section(pair)
+with means:
+    means_section(pair)
+link_and_report(pair)
