@@ -160,7 +160,8 @@ def cards_html(at: AppTest) -> str:
 
 
 def test_scatter_colours_are_symmetric_and_fitted_to_the_data(app_runs, monkeypatch, demo_tables):
-    at = page(app_runs, monkeypatch, "browse", run="demo")
+    """The interactive chart (the picture drawn first is checked in test_app_speed_paths)."""
+    at = page(app_runs, monkeypatch, "browse", run="demo", chart="interactive")
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     marker = spec["data"][0]["marker"]
     _, _, scores = demo_tables
