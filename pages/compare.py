@@ -167,9 +167,11 @@ def means_section(pair: Pair) -> None:
                             "change high": [intervals[s].high for s in SCORED_SUBSETS],
                             "within noise": [intervals[s].within_noise for s in SCORED_SUBSETS]})
     means = means[["subset", "A", "B", "change", "change low", "change high", "within noise", "relative change"]]
-    formats = {"A": "{:+.5f}", "B": "{:+.5f}", "change": "{:+.5f}", "change low": "{:+.5f}",
-               "change high": "{:+.5f}", "relative change": "{:+.1%}"}
-    st.dataframe(means.style.format(formats, na_rep="–"), hide_index=True, width="stretch")
+    # number formats in the column config, not a pandas Styler (its import and styled cells cost a cold page)
+    signed = st.column_config.NumberColumn(format="%+.5f")
+    st.dataframe(means, hide_index=True, width="stretch",
+                 column_config={**{c: signed for c in ("A", "B", "change", "change low", "change high")},
+                                "relative change": st.column_config.NumberColumn(format="percent")})
 
 
 def distributions_section(pair: Pair) -> None:
@@ -219,7 +221,7 @@ def utility_section(pair: Pair) -> None:
     util = pd.DataFrame({f"{run} {tag}": [(u.get(tag) or {}).get(k) for k in keys]
                          for run, u in (("A", ua), ("B", ub)) for tag in ("f", "g")}, index=keys)
     util["B f − A f"] = util["B f"] - util["A f"]
-    st.dataframe(util.style.format("{:.3f}", na_rep="–"), width="stretch")
+    st.dataframe(util, width="stretch", column_config={c: st.column_config.NumberColumn(format="%.3f") for c in util})
 
 
 def pair_points(joined: pd.DataFrame, limit: int = PAIR_POINTS, movers: int = PAIR_MOVERS) -> pd.DataFrame:
