@@ -142,6 +142,12 @@ def change_interval(before: np.ndarray, after: np.ndarray, paired: bool, same_mo
     return _interval(b.mean() - a.mean(), draws, min(na, nb), min(ka, kb))
 
 
+def same_samples(ids_a: pd.Series, ids_b: pd.Series) -> bool:
+    """Whether two runs scored the same samples (ids in any order): whether their change can be paired."""
+    a, b = pd.Index(ids_a), pd.Index(ids_b)
+    return a.equals(b) or (len(a) == len(b) and a.sort_values().equals(b.sort_values()))
+
+
 def paired_change(before: pd.DataFrame, after: pd.DataFrame, subset: str, column: str = "multimem_raw",
                   seed: int = 0) -> Interval:
     """Change of a subset's mean score between two runs of one split (a baseline and its mitigation): samples

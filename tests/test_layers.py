@@ -158,16 +158,21 @@ def test_old_module_paths_are_their_new_modules():
         assert importlib.import_module(old) is importlib.import_module(new), old
 
 
+def loads_torch(code: str) -> bool:
+    """Whether running `code` in a fresh interpreter (in the repository) imports torch."""
+    code += "print('torch' in sys.modules)\n"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    return out.stdout.strip() == "True"
+
+
 def test_the_run_store_and_the_strategy_metadata_load_without_torch():
     code = ("import sys, importlib\n"
             "for m in ['multimem.store.runs', 'multimem.store.layout', 'multimem.store.lists', 'multimem.summary', "
             "'multimem.modalities', 'multimem.mitigation.base', 'multimem.jobs']:\n"
             "    importlib.import_module(m)\n"
             "from multimem.mitigation import base\n"
-            "base.strategies(); base.options()\n"
-            "print('torch' in sys.modules)\n")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+            "base.strategies(); base.options()\n")
+    assert not loads_torch(code)
 
 
 def test_no_import_cycles():
@@ -192,7 +197,5 @@ def test_pages_load_without_torch():
             "        if isinstance(n, ast.ImportFrom) and n.module and n.module.startswith('multimem'):\n"
             "            importlib.import_module(n.module)\n"
             "        elif isinstance(n, ast.Import):\n"
-            "            [importlib.import_module(a.name) for a in n.names if a.name.startswith('multimem')]\n"
-            "print('torch' in sys.modules)\n")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+            "            [importlib.import_module(a.name) for a in n.names if a.name.startswith('multimem')]\n")
+    assert not loads_torch(code)

@@ -25,8 +25,9 @@ def mitigation_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def mitigation_values(args) -> dict:
-    return {opt: strategies_base.parse_option(opt, getattr(args, opt)) for opt in strategies_base.options()
-            if getattr(args, opt, None) is not None}
+    """The strategy settings given on the command line, parsed (a bad value names its flag)."""
+    return {name: o.setting.parse(getattr(args, name)) for name, o in strategies_base.options().items()
+            if getattr(args, name, None) is not None}
 
 
 def cmd_mitigate(args) -> int:

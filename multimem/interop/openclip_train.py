@@ -33,7 +33,8 @@ def model_dir(run: Run, out: Path) -> Path:
     the project's CPU config uses a compact vocabulary.
     """
     m = run.manifest()
-    name = Manifest(m).config.get("model") or Manifest(m).model.get("name")
+    info = Manifest(m)
+    name = info.config.get("model") or info.model.get("name")
     cfg = factory.model_config(name)
     cfg["text_cfg"]["vocab_size"] = FULL_VOCAB
     mean, std, size = factory.image_norm_from_config(name)

@@ -25,26 +25,7 @@ def _part(m: Mapping[str, Any], *keys: str) -> dict:
 class Manifest:
     data: Mapping[str, Any]
 
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.data.get(key, default)
-
-    # identity and state
-    @property
-    def name(self) -> str | None:
-        return self.data.get("name")
-
-    @property
-    def status(self) -> str | None:
-        return self.data.get("status")
-
-    @property
-    def error(self) -> str | None:
-        return self.data.get("error")
-
-    @property
-    def stages(self) -> dict[str, str]:
-        return _part(self.data, "stages")
-
+    # state
     @property
     def timings(self) -> dict[str, float]:
         return _part(self.data, "timings")
@@ -77,16 +58,8 @@ class Manifest:
 
     # results
     @property
-    def metric(self) -> dict:
-        return _part(self.data, "metric")
-
-    @property
     def normalisation(self) -> dict:
         return _part(self.data, "metric", "normalisation")
-
-    @property
-    def replicas(self) -> int:
-        return int(self.metric.get("replicas") or self.config.get("replicas") or 1)
 
     @property
     def summary(self) -> dict:
@@ -99,10 +72,6 @@ class Manifest:
     def utility(self, tag: str = "f") -> dict:
         """Model `tag`'s retrieval recalls and zero-shot accuracy ({} before evaluation)."""
         return _part(self.data, "utility", tag)
-
-    @property
-    def index(self) -> dict:
-        return _part(self.data, "index")
 
     # lineage
     @property
